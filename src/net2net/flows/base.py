@@ -1,0 +1,99 @@
+"""The contract every invertible layer follows, and their composition.
+
+Every layer maps flat ``(B, D)`` tensors and returns the log-determinant of its
+Jacobian with the sign rule ``inverse(...)[1] == -forward(...)[1]``:
+
+    z, logdet = layer(x, c)          # forward
+    x, logdet_inv = layer.inverse(z, c)
+
+``c`` is the conditioning tensor (already embedded) or ``None`` for unconditional
+layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["InvertibleModule", "SequentialFlow", "check_flat"]
+
+
+def check_flat(x: Tensor, dim: int, name: str = "input") -> None:
+    """Raise a clear error unless ``x`` is a finite floating ``(B, dim)`` tensor.
+
+    Arguments:
+        x: the tensor to check.
+        dim: the expected size of the last dimension.
+        name: how the tensor is called in the error message.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, {dim}), got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}; convert it with .float()")
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise ValueError(f"{name}: expected shape (B, {dim}), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: the batch is empty (shape {tuple(x.shape)})")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f"{name}: contains NaN or infinite values (rows {bad[:10]}{'...' if len(bad) > 10 else ''})")
+
+
+class InvertibleModule(nn.Module):
+    """Base class of invertible layers: ``forward(x, c) -> (z, logdet)``, ``inverse(z, c) -> (x, -logdet)``.
+
+    Arguments:
+        dim: the number of features ``D`` of the flat input.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self.dim = dim
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def inverse(self, z: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class SequentialFlow(InvertibleModule):
+    """A chain of invertible layers sharing one condition; log-determinants add up.
+
+    Arguments:
+        layers: the layers, applied in order by :meth:`forward` and in reverse by :meth:`inverse`.
+
+    Example:
+        >>> from net2net.flows.layers import ActNorm, FixedPermutation
+        >>> flow = SequentialFlow([ActNorm(4), FixedPermutation(4, seed=0)])
+        >>> z, logdet = flow(torch.randn(8, 4))
+        >>> x, logdet_inv = flow.inverse(z)
+    """
+
+    def __init__(self, layers: Iterable[InvertibleModule]) -> None:
+        layers = list(layers)
+        if not layers:
+            raise ValueError("SequentialFlow needs at least one layer")
+        dims = {layer.dim for layer in layers}
+        if len(dims) != 1:
+            raise ValueError(f"all layers of a SequentialFlow must have the same dim, got {sorted(dims)}")
+        super().__init__(layers[0].dim)
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logdet = x.new_zeros(x.shape[0])
+        for layer in self.layers:
+            x, ld = layer(x, c)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, z: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logdet = z.new_zeros(z.shape[0])
+        for layer in reversed(self.layers):
+            z, ld = layer.inverse(z, c)
+            logdet = logdet + ld
+        return z, logdet

@@ -1,0 +1,205 @@
+"""The conditional INN τ (supplementary G.1, Fig. S7) and the unconditional flow of the same blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .base import SequentialFlow, check_flat
+from .coupling import ConditionalAffineCoupling
+from .embedder import ConvEmbedder, DenseEmbedder
+from .layers import ActNorm, FixedPermutation
+
+__all__ = ["ConditionalINN", "UnconditionalFlow", "build_blocks"]
+
+
+def build_blocks(
+    dim: int, cond_dim: int, n_blocks: int, hidden_dim: int, hidden_depth: int, alpha: float, seed: int
+) -> SequentialFlow:
+    """``n_blocks x [alternating affine coupling, ActNorm, fixed permutation]`` (Fig. S7)."""
+    if n_blocks < 1:
+        raise ValueError(f"n_blocks must be at least 1, got {n_blocks}")
+    layers = []
+    for i in range(n_blocks):
+        layers += [
+            ConditionalAffineCoupling(dim, cond_dim, hidden_dim, hidden_depth, alpha),
+            ActNorm(dim),
+            FixedPermutation(dim, seed=seed + i),
+        ]
+    return SequentialFlow(layers)
+
+
+class _FlowMixin(nn.Module):
+    dim: int
+    flow: SequentialFlow
+
+    def _check_dtype(self, x: Tensor, name: str) -> None:
+        expected = next(self.parameters()).dtype
+        if x.dtype != expected:
+            raise TypeError(f"{name}: expected dtype {expected} (the model's), got {x.dtype}; use .to({expected})")
+
+    def _sample_v(self, n: int, temperature: float, generator: torch.Generator | None, like: Tensor) -> Tensor:
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be non-negative, got {temperature}")
+        v = torch.randn(n, self.dim, generator=generator, dtype=like.dtype, device=like.device)
+        return v * temperature
+
+
+class ConditionalINN(_FlowMixin):
+    """Conditional invertible network τ: ``z_tgt = τ(v | z_src)``, ``v ~ N(0, I)``.
+
+    One embedding ``h = H(z_src)`` (Eq. 19) conditions every block; the blocks are
+    ``[alternating affine coupling, ActNorm, fixed permutation]``.
+
+    Arguments:
+        dim: features of ``z_tgt`` (and of ``v``).
+        cond_dim: features of a flat ``z_src``; give this or ``cond_shape``.
+        n_blocks: number of blocks (20 in the paper).
+        hidden_dim: width of the coupling subnets (8·dim in the paper).
+        hidden_depth: hidden layers per subnet (2 in the paper).
+        embedding_dim: features of ``h``.
+        cond_shape: ``(C, H, W)`` of a spatial ``z_src``, embedded by the convolutional embedder.
+        alpha: soft clamp of the coupling log-scales (1 reproduces ``exp(tanh(.))``).
+        embedder_hidden_dim: width of the dense embedder (defaults to ``hidden_dim``).
+        embedder_depth: hidden layers of the dense embedder.
+        seed: seed of the fixed permutations.
+
+    Example:
+        >>> tau = ConditionalINN(dim=8, cond_dim=3, n_blocks=2, hidden_dim=32, embedding_dim=4)
+        >>> z, c = torch.randn(16, 8), torch.randn(16, 3)
+        >>> v, logdet = tau(z, c)              # the first call in training mode initialises ActNorm
+        >>> z_back, logdet_inv = tau.inverse(v, c)
+        >>> tau.sample(c[:2], n_samples=5).shape
+        torch.Size([2, 5, 8])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int | None = None,
+        n_blocks: int = 20,
+        hidden_dim: int = 1024,
+        hidden_depth: int = 2,
+        embedding_dim: int = 128,
+        cond_shape: Sequence[int] | None = None,
+        alpha: float = 1.0,
+        embedder_hidden_dim: int | None = None,
+        embedder_depth: int = 2,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if (cond_dim is None) == (cond_shape is None):
+            raise ValueError("give exactly one of cond_dim (flat condition) or cond_shape ((C, H, W) condition)")
+        if not isinstance(dim, int) or dim < 2:
+            raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
+        self.dim, self.embedding_dim = dim, embedding_dim
+        self.cond_shape: tuple[int, ...]
+        if cond_shape is not None:
+            self.cond_shape = tuple(int(s) for s in cond_shape)
+            self.embedder: nn.Module = ConvEmbedder(self.cond_shape, embedding_dim)  # type: ignore[arg-type]
+        else:
+            self.cond_shape = (int(cond_dim),)  # type: ignore[arg-type]
+            self.embedder = DenseEmbedder(self.cond_shape[0], embedding_dim, embedder_hidden_dim or hidden_dim, embedder_depth)
+        self.flow = build_blocks(dim, embedding_dim, n_blocks, hidden_dim, hidden_depth, alpha, seed)
+
+    def _check_pair(self, z: Tensor, z_src: Tensor, name: str) -> None:
+        check_flat(z, self.dim, name)
+        self._check_dtype(z, name)
+        self._check_cond(z_src)
+        if z_src.shape[0] != z.shape[0]:
+            raise ValueError(f"batch sizes differ: {name} has {z.shape[0]} rows, z_src has {z_src.shape[0]}")
+
+    def _check_cond(self, z_src: Tensor) -> None:
+        if not isinstance(z_src, Tensor):
+            raise TypeError(f"z_src: expected a torch.Tensor of shape (B, {', '.join(map(str, self.cond_shape))}), got {type(z_src).__name__}")
+        if not z_src.is_floating_point():
+            raise TypeError(f"z_src: expected a floating-point tensor, got dtype {z_src.dtype}")
+        if tuple(z_src.shape[1:]) != self.cond_shape or z_src.shape[0] == 0:
+            raise ValueError(f"z_src: expected shape (B, {', '.join(map(str, self.cond_shape))}), got {tuple(z_src.shape)}")
+        self._check_dtype(z_src, "z_src")
+        if not torch.isfinite(z_src).all():
+            raise ValueError("z_src: contains NaN or infinite values")
+
+    def embed(self, z_src: Tensor) -> Tensor:
+        """The conditioning embedding ``h = H(z_src)``, ``(B, embedding_dim)``."""
+        self._check_cond(z_src)
+        return self.embedder(z_src)
+
+    def forward(self, z_tgt: Tensor, z_src: Tensor) -> tuple[Tensor, Tensor]:
+        """``v = τ⁻¹(z_tgt | z_src)`` and ``log |det dv/dz_tgt|``: shapes ``(B, dim)``, ``(B,)``."""
+        self._check_pair(z_tgt, z_src, "z_tgt")
+        return self.flow(z_tgt, self.embedder(z_src))
+
+    def inverse(self, v: Tensor, z_src: Tensor) -> tuple[Tensor, Tensor]:
+        """``z_tgt = τ(v | z_src)`` and ``log |det dz_tgt/dv|`` (= minus the forward log-det)."""
+        self._check_pair(v, z_src, "v")
+        return self.flow.inverse(v, self.embedder(z_src))
+
+    def residual(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
+        """The residual ``v = τ⁻¹(z_tgt | z_src)``: what ``z_src`` does not determine about ``z_tgt``."""
+        return self(z_tgt, z_src)[0]
+
+    def sample(
+        self,
+        z_src: Tensor,
+        n_samples: int = 1,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw ``n_samples`` translations ``z_tgt ~ p(z_tgt | z_src)`` per condition: ``(B, n_samples, dim)``.
+
+        The embedding is computed once per condition and shared by its samples.
+        """
+        if not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        h = self.embed(z_src)  # (B, E)
+        batch = h.shape[0]
+        h = h.repeat_interleave(n_samples, dim=0)  # (B * n, E)
+        v = self._sample_v(batch * n_samples, temperature, generator, h)
+        z, _ = self.flow.inverse(v, h)
+        return z.view(batch, n_samples, self.dim)  # (B * n, D) -> (B, n, D)
+
+
+class UnconditionalFlow(_FlowMixin):
+    """The same blocks without a condition: a density model of ``z_tgt`` alone.
+
+    Arguments:
+        dim: features of ``z``.
+        n_blocks, hidden_dim, hidden_depth, alpha, seed: as in :class:`ConditionalINN`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_blocks: int = 20,
+        hidden_dim: int = 1024,
+        hidden_depth: int = 2,
+        alpha: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim < 2:
+            raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
+        self.dim = dim
+        self.flow = build_blocks(dim, 0, n_blocks, hidden_dim, hidden_depth, alpha, seed)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``v = f(z)`` and ``log |det dv/dz|``."""
+        check_flat(z, self.dim, "z")
+        self._check_dtype(z, "z")
+        return self.flow(z)
+
+    def inverse(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """``z = f⁻¹(v)`` and ``log |det dz/dv|``."""
+        check_flat(v, self.dim, "v")
+        self._check_dtype(v, "v")
+        return self.flow.inverse(v)
+
+    def sample(self, n_samples: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``(n_samples, dim)`` samples of ``z``."""
+        if not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        like = next(self.parameters())
+        return self.flow.inverse(self._sample_v(n_samples, temperature, generator, like))[0]

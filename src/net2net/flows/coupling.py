@@ -1,0 +1,148 @@
+"""Conditional alternating affine coupling (supplementary Eq. 20-22) and its subnetworks (Tab. S3a)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import InvertibleModule
+
+__all__ = ["ScaleShiftMLP", "ConditionalAffineCoupling", "SubnetConstructor"]
+
+LRELU_SLOPE = 0.01
+
+
+class ScaleShiftMLP(nn.Module):
+    """The two subnets ``s`` and ``t`` of one coupling half, each the MLP of Tab. S3a.
+
+    Each subnet is ``Linear(in + cond -> hidden), LReLU, hidden_depth x [Linear(hidden -> hidden),
+    LReLU], Linear(hidden -> out)`` with its own weights. The two are stored stacked along a
+    leading axis of size 2 and evaluated together with batched matrix products, which is the
+    same mathematics as two separate ``nn.Sequential`` networks but about 1.3x faster on CPU.
+
+    Arguments:
+        in_dim: features of the coupling half that conditions the other half.
+        cond_dim: features of the conditioning embedding ``h`` (0 for unconditional flows).
+        out_dim: features of the half that is transformed.
+        hidden_dim: width of the hidden layers (8·D in the paper).
+        hidden_depth: number of hidden ``hidden -> hidden`` layers (2 in the paper).
+    """
+
+    def __init__(self, in_dim: int, cond_dim: int, out_dim: int, hidden_dim: int, hidden_depth: int) -> None:
+        super().__init__()
+        if min(in_dim, out_dim, hidden_dim) < 1 or cond_dim < 0 or hidden_depth < 0:
+            raise ValueError(
+                f"ScaleShiftMLP: expected positive sizes, got in_dim={in_dim}, cond_dim={cond_dim}, "
+                f"out_dim={out_dim}, hidden_dim={hidden_dim}, hidden_depth={hidden_depth}"
+            )
+        self.in_dim, self.cond_dim, self.out_dim = in_dim, cond_dim, out_dim
+        widths = [in_dim + cond_dim] + [hidden_dim] * (hidden_depth + 1) + [out_dim]
+        # weight[k] has shape (2, fan_in, fan_out): index 0 is s, index 1 is t
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(2, a, b)) for a, b in zip(widths[:-1], widths[1:]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(2, 1, b)) for b in widths[1:])
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """PyTorch's ``nn.Linear`` initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for every layer."""
+        for w, b in zip(self.weights, self.biases):
+            bound = 1.0 / math.sqrt(w.shape[1])
+            w.uniform_(-bound, bound)
+            b.uniform_(-bound, bound)
+
+    def forward(self, x: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Return the raw (unclamped) log-scale and the shift, each ``(B, out_dim)``."""
+        u = x if h is None else torch.cat([x, h], dim=1)  # (B, in + cond)
+        a = u.unsqueeze(0).expand(2, *u.shape)  # (2, B, in + cond), no copy
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            a = torch.baddbmm(b, a, w)  # (2, B, fan_out)
+            if i < last:
+                a = F.leaky_relu_(a, LRELU_SLOPE)
+        return a[0], a[1]
+
+
+SubnetConstructor = Callable[[int, int, int], nn.Module]
+"""``constructor(in_dim, cond_dim, out_dim)`` returning a module ``(x, h) -> (s_raw, t)``."""
+
+
+class ConditionalAffineCoupling(InvertibleModule):
+    """Alternating (double) affine coupling with separate ``s`` and ``t`` subnets per half.
+
+    With ``x = [x1, x2]`` (``x1`` the first ``dim // 2`` features)::
+
+        x2' = exp(S1(x1, h)) * x2 + t1(x1, h)        # Eq. 21
+        x1' = exp(S2(x2', h)) * x1 + t2(x2', h)      # Eq. 22
+        S(.) = alpha * tanh(s(.) / alpha)            # soft clamp; alpha = 1 is the original exp(tanh)
+
+    Arguments:
+        dim: features ``D`` (at least 2; odd values work).
+        cond_dim: features of the embedding ``h``; 0 makes the layer unconditional.
+        hidden_dim: subnet width.
+        hidden_depth: number of hidden layers in each subnet.
+        alpha: soft-clamp bound of the log-scale, so each scale lies in ``[exp(-alpha), exp(alpha)]``.
+        subnet_constructor: builds the ``(s, t)`` subnet pair of a half; defaults to :class:`ScaleShiftMLP`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int = 0,
+        hidden_dim: int = 1024,
+        hidden_depth: int = 2,
+        alpha: float = 1.0,
+        subnet_constructor: SubnetConstructor | None = None,
+    ) -> None:
+        super().__init__(dim)
+        if dim < 2:
+            raise ValueError(f"ConditionalAffineCoupling needs dim >= 2 to split into halves, got {dim}")
+        if not alpha > 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        self.cond_dim, self.alpha = cond_dim, float(alpha)
+        self.d1, self.d2 = dim // 2, dim - dim // 2
+        if subnet_constructor is None:
+
+            def subnet_constructor(i: int, c: int, o: int) -> nn.Module:
+                return ScaleShiftMLP(i, c, o, hidden_dim, hidden_depth)
+
+        self.net1 = subnet_constructor(self.d1, cond_dim, self.d2)  # x1 -> (s, t) for x2
+        self.net2 = subnet_constructor(self.d2, cond_dim, self.d1)  # x2' -> (s, t) for x1
+
+    def _clamp(self, s: Tensor) -> Tensor:
+        if self.alpha == 1.0:
+            return torch.tanh(s)
+        return self.alpha * torch.tanh(s / self.alpha)
+
+    def _check_cond(self, c: Tensor | None, batch: int) -> None:
+        if self.cond_dim == 0:
+            if c is not None:
+                raise ValueError("this coupling layer is unconditional (cond_dim=0) but a condition was given")
+        elif c is None or c.dim() != 2 or c.shape != (batch, self.cond_dim):
+            got = None if c is None else tuple(c.shape)
+            raise ValueError(f"coupling condition: expected shape ({batch}, {self.cond_dim}), got {got}")
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(c, x.shape[0])
+        x1, x2 = x[:, : self.d1], x[:, self.d1 :]
+        s1, t1 = self.net1(x1, c)
+        s1 = self._clamp(s1)
+        y2 = x2 * s1.exp() + t1
+        s2, t2 = self.net2(y2, c)
+        s2 = self._clamp(s2)
+        y1 = x1 * s2.exp() + t2
+        return torch.cat([y1, y2], dim=1), s1.sum(1) + s2.sum(1)
+
+    def inverse(self, z: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(c, z.shape[0])
+        y1, y2 = z[:, : self.d1], z[:, self.d1 :]
+        s2, t2 = self.net2(y2, c)
+        s2 = self._clamp(s2)
+        x1 = (y1 - t2) * (-s2).exp()
+        s1, t1 = self.net1(x1, c)
+        s1 = self._clamp(s1)
+        x2 = (y2 - t1) * (-s1).exp()
+        return torch.cat([x1, x2], dim=1), -(s1.sum(1) + s2.sum(1))
