@@ -48,6 +48,11 @@ class ActNorm(InvertibleModule):
         """Set ``loc`` and ``log_scale`` from the batch ``x`` (reduced over processes when distributed)."""
         self._check(x)
         flat = x.detach().transpose(0, 1).reshape(self.dim, -1).double()  # (D, B*H*W)
+        if flat.shape[1] < 2:
+            raise ValueError(
+                "ActNorm data-dependent initialisation needs at least 2 values per feature, got a batch of "
+                f"shape {tuple(x.shape)}: make the first training batch larger than 1"
+            )
         # sums, not means, so that processes with different batch sizes reduce correctly
         stats = torch.stack([flat.sum(1), flat.square().sum(1), flat.new_full((self.dim,), flat.shape[1])])
         if dist.is_available() and dist.is_initialized():
