@@ -123,7 +123,7 @@ class _Pairs(Dataset):
 
 def _module(**optim) -> CINNModule:
     flow = {"target": "net2net.flows.ConditionalINN", "params": {"dim": 4, "cond_dim": 3, "n_blocks": 2, "hidden_dim": 32, "embedding_dim": 8}}
-    return CINNModule(flow, optim={"max_lr": 1e-3, "warmup_steps": 5, **optim}, batch_size=32)
+    return CINNModule(flow, optim={"base_lr": 1e-4, "max_lr": 3e-3, "warmup_steps": 5, **optim}, batch_size=32)
 
 
 def test_lightning_module_trains_and_logs(tmp_path) -> None:
@@ -131,7 +131,7 @@ def test_lightning_module_trains_and_logs(tmp_path) -> None:
     module = _module()
     loader = DataLoader(_Pairs(), batch_size=32, shuffle=True)
     trainer = L.Trainer(
-        max_steps=40, accelerator="cpu", logger=False, enable_checkpointing=False,
+        max_steps=120, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
         limit_val_batches=2,
     )
