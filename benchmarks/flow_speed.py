@@ -7,12 +7,13 @@ condition into 128 features, the same inputs. The baseline is FrEIA's ``RNVPCoup
 (clamp 1, TANH) + ``ActNorm`` + ``PermuteRandom`` in a ``SequenceINN``, trained with PyTorch's default
 Adam (betas (0.5, 0.9), amsgrad), which measures like the original code.
 
-Each measurement runs in its own process (so peak memory is that of one job) and reports the median
-and min/max of several repeats after warm-up. Also measured: this machine's float32 (and bf16)
-matmul rate on a 256x1024 by 1024x1024 product, and the fraction of it each implementation achieves.
+Timing: both implementations and a reference float32 matmul (256x1024 @ 1024x1024) are built in one
+process and timed interleaved, repeat by repeat, so that the machine's speed drifts (large on shared
+machines) hit all three alike; the table gives medians with min/max, ratios to the baseline and the
+fraction of the matmul rate achieved. Peak memory: each implementation alone in its own process.
 
     python benchmarks/flow_speed.py              # full table (~5 minutes on 2 cores)
-    python benchmarks/flow_speed.py --repeats 3  # quicker
+    python benchmarks/flow_speed.py --repeats 3  # quicker, noisier
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def build_freia() -> tuple[nn.Module, object, object]:
 BUILDERS = {"net2net": build_net2net, "FrEIA 0.2": build_freia}
 
 
-def worker(impl: str, task: str, batch: int, repeats: int) -> dict:
+def _prepare(impl: str, task: str, batch: int):
+    """Build one implementation and return ``(step_fn, model)`` for the task on fixed inputs."""
     torch.manual_seed(0)
     model, opt, (forward, sample) = BUILDERS[impl]()
     g = torch.Generator().manual_seed(0)
@@ -132,68 +134,95 @@ def worker(impl: str, task: str, batch: int, repeats: int) -> dict:
         with torch.no_grad():
             sample(c)
 
-    fn = train_step if task == "train" else sample_step
-    for _ in range(2):
+    return (train_step if task == "train" else sample_step), model
+
+
+def time_worker(task: str, batch: int, repeats: int) -> dict:
+    """Time both implementations and the reference matmul in one process, interleaved repeat by repeat,
+    so that drifts in machine speed hit all of them alike."""
+    fns = {}
+    macs = {}
+    for impl in BUILDERS:
+        fns[impl], model = _prepare(impl, task, batch)
+        macs[impl] = linear_macs(model)
+    a, w = torch.randn(256, 1024), torch.randn(1024, 1024)
+
+    def matmul() -> None:  # about 40 products, so that it lasts about as long as a step
+        for _ in range(40):
+            a @ w
+
+    fns["matmul"] = matmul
+    for fn in fns.values():
+        for _ in range(2):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    for r in range(repeats):
+        for k in order if r % 2 == 0 else reversed(order):
+            t = time.perf_counter()
+            fns[k]()
+            times[k].append(time.perf_counter() - t)
+    times["matmul_gflops"] = [40 * 2 * 256 * 1024 * 1024 / t / 1e9 for t in times.pop("matmul")]
+    return {"times": times, "macs": macs}
+
+
+def memory_worker(impl: str, task: str, batch: int) -> dict:
+    """Peak resident memory of one implementation alone (three steps after warm-up)."""
+    fn, model = _prepare(impl, task, batch)
+    for _ in range(3):
         fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
     return {
-        "times": times,
-        "macs": linear_macs(model),
         "params": sum(p.numel() for p in model.parameters()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def run_worker(impl: str, task: str, batch: int, repeats: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", impl, task, str(batch), "--repeats", str(repeats)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+def run_worker(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", *args], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--worker", nargs=3, metavar=("IMPL", "TASK", "BATCH"), help=argparse.SUPPRESS)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        impl, task, batch = args.worker
-        print(json.dumps(worker(impl, task, int(batch), args.repeats)))
+        kind, *rest = args.worker
+        if kind == "time":
+            result = time_worker(rest[0], int(rest[1]), int(rest[2]))
+        else:
+            result = memory_worker(rest[0], rest[1], int(rest[2]))
+        print(json.dumps(result))
         return
 
-    f32 = matmul_gflops(torch.float32)
-    bf16 = matmul_gflops(torch.bfloat16)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"machine: float32 matmul {f32:.0f} GFLOP/s, bf16 matmul {bf16:.0f} GFLOP/s (256x1024 @ 1024x1024, median)\n")
+    print(f"bf16 matmul {matmul_gflops(torch.bfloat16):.0f} GFLOP/s against float32 {matmul_gflops(torch.float32):.0f} "
+          "(256x1024 @ 1024x1024, median): no AVX512-BF16 here, so no bf16 training path is measured\n")
     jobs = [("train", 25), ("train", 256), ("sample", 256)]
-    results: dict[tuple[str, str, int], dict] = {}
+    rows = []
     for task, batch in jobs:
+        timing = run_worker("time", task, str(batch), str(args.repeats))
+        mem = {impl: run_worker("memory", impl, task, str(batch)) for impl in BUILDERS}
+        rate = statistics.median(timing["times"]["matmul_gflops"])
+        base = statistics.median(timing["times"]["FrEIA 0.2"])
         for impl in BUILDERS:
-            results[impl, task, batch] = r = run_worker(impl, task, batch, args.repeats)
-            print(f"  measured {impl:10s} {task} batch {batch}: median {statistics.median(r['times']):.3f} s", file=sys.stderr)
-
-    print("| measurement | implementation | median s (min-max) | samples/s | GFLOP/s | of f32 matmul | peak RSS MB | speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
-    for task, batch in jobs:
-        base = statistics.median(results["FrEIA 0.2", task, batch]["times"])
-        for impl in BUILDERS:
-            r = results[impl, task, batch]
-            t = statistics.median(r["times"])
-            flops = (6 if task == "train" else 2) * r["macs"] * batch
-            print(
-                f"| {task} step, batch {batch} | {impl} | {t:.3f} ({min(r['times']):.3f}-{max(r['times']):.3f}) "
-                f"| {batch / t:.0f} | {flops / t / 1e9:.0f} | {flops / t / 1e9 / f32:.0%} | {r['peak_rss_mb']:.0f} "
+            ts = timing["times"][impl]
+            t = statistics.median(ts)
+            flops = (6 if task == "train" else 2) * timing["macs"][impl] * batch
+            rows.append(
+                f"| {task} step, batch {batch} | {impl} | {t:.3f} ({min(ts):.3f}-{max(ts):.3f}) | {batch / t:.0f} "
+                f"| {flops / t / 1e9:.0f} | {flops / t / 1e9 / rate:.0%} of {rate:.0f} | {mem[impl]['peak_rss_mb']:.0f} "
                 f"| {base / t:.2f}x |"
             )
-    p = results["net2net", "train", 25]["params"]
-    print(f"\nparameters: {p / 1e6:.1f}M; FLOPs counted as 2 (forward) + 4 (backward) per multiply-accumulate of the dense layers")
+        print(f"  measured {task} batch {batch}", file=sys.stderr)
+
+    print("| measurement | implementation | median s (min-max) | samples/s | GFLOP/s | of f32 matmul GFLOP/s | peak RSS MB | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    p = mem["net2net"]["params"]
+    print(f"\nparameters: {p / 1e6:.1f}M; {args.repeats} repeats, interleaved; FLOPs counted as 2 (forward) + 4 (backward) "
+          "per multiply-accumulate of the dense layers; the matmul rate is measured between the steps of the same run")
 
 
 if __name__ == "__main__":

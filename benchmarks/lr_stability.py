@@ -88,14 +88,19 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    top = 2.0 * curves["net2net"][0]
     for name, c in curves.items():
-        ax.plot(c, label=name)
-    ax.axhline(optimum, color="grey", ls="--", lw=1, label="true conditional entropy")
+        line = ax.plot([min(x, top) if math.isfinite(x) else top for x in c], label=name)[0]
+        for i, x in enumerate(c):
+            if not math.isfinite(x) or x > top:
+                ax.annotate(f"{x:.1e}" if math.isfinite(x) else "non-finite", (i, top), color=line.get_color(),
+                            textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ax.axhline(optimum, color="grey", ls="--", lw=1, label="optimum (true conditional entropy)")
+    ax.set_ylim(optimum - 10, top * 1.05)
     ax.set_xlabel("step")
-    ax.set_ylabel("NLL per sample [nats]")
-    ax.set_yscale("symlog")
-    ax.set_title(f"paper-size cINN, batch {args.batch_size}")
-    ax.legend()
+    ax.set_ylabel("NLL per sample [nats] (clipped at the top)")
+    ax.set_title(f"paper-size cINN, batch {args.batch_size}, same initialisation and batches")
+    ax.legend(loc="center right")
     fig.tight_layout()
     fig.savefig(args.out / "lr_stability.png", dpi=120)
     print(f"wrote {args.out / 'lr_stability.png'}")

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--cache-dir", default=None, help="where trained weights are kept (default: ~/.cache/net2net/demo)")
-    demo.add_argument("--steps", type=int, default=4000, help="training steps (default: %(default)s)")
+    demo.add_argument("--steps", type=int, default=1500, help="training steps (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--retrain", action="store_true", help="train again even if cached weights exist")
     demo.set_defaults(func=_demo)
@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``net2net`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # Lightning's banner lines (accelerators, tips) are noise for a CLI user
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if getattr(args, "steps", 1) < 1:
         print(f"net2net: error: --steps must be a positive integer, got {args.steps}", file=sys.stderr)
         return 2

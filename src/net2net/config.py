@@ -7,10 +7,11 @@ arguments for it.
 .. code-block:: yaml
 
     model:
-      target: net2net.flows.cinn.ConditionalFlow
+      target: net2net.flows.ConditionalINN
       params:
-        in_channels: 128
-        n_flows: 20
+        dim: 128
+        cond_dim: 128
+        n_blocks: 20
 
 This module depends only on OmegaConf (and the YAML parser it ships with) and the standard library.
 """

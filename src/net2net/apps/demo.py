@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,10 @@ STEP = 2.0 / LEVELS  # spacing of those levels once mapped to [-1, 1]
 class DemoSettings:
     """Settings of the label-to-digits demo (all have working defaults)."""
 
-    steps: int = 4000  # optimiser steps
+    steps: int = 1500  # optimiser steps (longer training lowers the held-out NLL no further: 1437 images)
     batch_size: int = 128
-    n_blocks: int = 8  # cINN blocks
-    hidden_dim: int = 256  # subnet width
+    n_blocks: int = 6  # cINN blocks
+    hidden_dim: int = 128  # subnet width
     embedding_dim: int = 32
     max_lr: float = 1e-3
     samples_per_class: int = 10  # columns of the PNG grid
@@ -113,7 +114,10 @@ def _train(s: DemoSettings, data: LabelToDigits) -> ConditionalINN:
         enable_progress_bar=True,
         log_every_n_steps=50,
     )
-    trainer.fit(module, loader)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*validation_step.*val_dataloader.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        trainer.fit(module, loader)
     return module.tau
 
 
