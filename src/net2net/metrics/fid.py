@@ -198,9 +198,12 @@ class InceptionFeatures(nn.Module):
         self.batch_size = batch_size
         # torch.jit.load reads a TorchScript archive: a serialised graph and its tensors, not a pickle
         # that could run arbitrary Python on load. The file comes from the installed package.
-        self.net = torch.jit.load(str(self.path), map_location="cpu")
+        with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated; the file is TorchScript
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=DeprecationWarning)
+            self.net = torch.jit.load(str(self.path), map_location="cpu")
         self.net.eval()
-        self.net.requires_grad_(False)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> InceptionFeatures:
         """Always eval mode: the FID network is fixed."""

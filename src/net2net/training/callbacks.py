@@ -1,0 +1,106 @@
+"""Lightning callbacks: PNG grids of inputs, reconstructions and prior samples during training."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from ..images import make_grid, save_png
+
+__all__ = ["ImageLogger"]
+
+
+class ImageLogger(Callback):
+    """Every ``every_n_steps`` training steps, write PNG grids of the module's ``log_images`` to
+    ``<out_dir>/images/step_XXXXXX_<name>.png`` (rank zero only).
+
+    The module must provide ``log_images(batch, max_images, generator) -> dict[str, Tensor]`` of image batches
+    in [-1, 1] (for :class:`net2net.training.autoencoder.AutoencoderModule`: ``inputs``, ``reconstructions`` and
+    ``samples`` from the prior). It is called in eval mode on the current training batch and put back in its
+    previous mode afterwards. The prior codes come from a generator seeded with ``seed`` at every call, so
+    the ``samples`` grids of different steps show the same codes.
+
+    Arguments:
+        every_n_steps: interval in global steps (the PNGs are named by the step reached after the update).
+        max_images: images per grid.
+        out_dir: root folder; ``None`` uses the trainer's ``default_root_dir``.
+        log_first_step: also log after the first step of a fresh run (a quick look at the initial state).
+        seed: seed of the prior codes.
+        nrow: images per grid row (default ``ceil(sqrt(max_images))``).
+        scale: integer upscaling of each image in the grid.
+
+    Example:
+        >>> ImageLogger(every_n_steps=500, max_images=16)
+        ImageLogger(every_n_steps=500, max_images=16)
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        max_images: int = 8,
+        out_dir: str | Path | None = None,
+        log_first_step: bool = True,
+        seed: int = 0,
+        nrow: int | None = None,
+        scale: int = 1,
+    ) -> None:
+        super().__init__()
+        if every_n_steps < 1 or max_images < 1 or scale < 1 or (nrow is not None and nrow < 1):
+            raise ValueError(
+                f"ImageLogger: every_n_steps, max_images, nrow and scale must be positive, got every_n_steps="
+                f"{every_n_steps}, max_images={max_images}, nrow={nrow}, scale={scale}"
+            )
+        self.every_n_steps = every_n_steps
+        self.max_images = max_images
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.log_first_step = log_first_step
+        self.seed = seed
+        self.nrow = nrow if nrow is not None else math.ceil(math.sqrt(max_images))
+        self.scale = scale
+        self._last_step = -1
+
+    def __repr__(self) -> str:
+        return f"ImageLogger(every_n_steps={self.every_n_steps}, max_images={self.max_images})"
+
+    def image_dir(self, trainer: L.Trainer) -> Path:
+        """``<out_dir>/images`` (``out_dir`` defaults to the trainer's ``default_root_dir``)."""
+        root = self.out_dir if self.out_dir is not None else Path(trainer.default_root_dir)
+        return root / "images"
+
+    def _due(self, step: int) -> bool:
+        return step != self._last_step and (step % self.every_n_steps == 0 or (self.log_first_step and step == 1))
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if not trainer.is_global_zero or not self._due(step):
+            return
+        self.log_images(trainer, pl_module, batch, step)
+
+    def log_images(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, step: int) -> list[Path]:
+        """Write the grids of ``batch`` for ``step`` now; returns the written paths."""
+        if not hasattr(pl_module, "log_images"):
+            raise TypeError(f"ImageLogger: {type(pl_module).__name__} has no log_images(batch, max_images, generator)")
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                images: Mapping[str, torch.Tensor] = pl_module.log_images(
+                    batch, max_images=self.max_images, generator=torch.Generator().manual_seed(self.seed)
+                )
+        finally:
+            pl_module.train(was_training)
+        out = self.image_dir(trainer)
+        paths = []
+        for name, x in images.items():
+            grid = make_grid(x[: self.max_images], nrow=self.nrow, scale=self.scale)  # (N, C, H, W) -> (C, H', W')
+            paths.append(save_png(grid, out / f"step_{step:06d}_{name}.png"))
+        self._last_step = step
+        return paths
