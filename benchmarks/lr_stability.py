@@ -51,29 +51,36 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--out", type=Path, default=Path("docs/figures"))
+    ap.add_argument("--replot", action="store_true", help="redraw table and figure from OUT/lr_stability.csv")
     args = ap.parse_args()
 
-    torch.manual_seed(0)
     problem = LinearGaussian(128, 128, seed=0)
-    g = torch.Generator().manual_seed(1)
-    batches = [problem.sample(args.batch_size, g) for _ in range(args.steps)]
     optimum = problem.conditional_entropy()
-    base = ConditionalINN(128, 128, n_blocks=20, hidden_dim=1024, hidden_depth=2, embedding_dim=128)
-    curves = {}
-    for name, cfg in RECIPES.items():
-        t0 = time.perf_counter()
-        curves[name] = train(copy.deepcopy(base), cfg, batches, args.batch_size)
-        print(f"{name}: {args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "lr_stability.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", *curves])
-        for i in range(args.steps):
-            w.writerow([i, *(f"{curves[n][i]:.4f}" for n in curves)])
+    csv_path = args.out / "lr_stability.csv"
+    if args.replot:
+        with open(csv_path, newline="") as f:
+            rows = list(csv.reader(f))
+        curves = {name: [float(r[k + 1]) for r in rows[1:]] for k, name in enumerate(rows[0][1:])}
+        args.steps = len(rows) - 1
+    else:
+        torch.manual_seed(0)
+        g = torch.Generator().manual_seed(1)
+        batches = [problem.sample(args.batch_size, g) for _ in range(args.steps)]
+        base = ConditionalINN(128, 128, n_blocks=20, hidden_dim=1024, hidden_depth=2, embedding_dim=128)
+        curves = {}
+        for name, cfg in RECIPES.items():
+            t0 = time.perf_counter()
+            curves[name] = train(copy.deepcopy(base), cfg, batches, args.batch_size)
+            print(f"{name}: {args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", *curves])
+            for i in range(args.steps):
+                w.writerow([i, *(f"{curves[n][i]:.4f}" for n in curves)])
 
     print(f"\nbatch {args.batch_size}; true conditional entropy {optimum:.1f} nats (the optimum of the loss)")
-    print(f"| recipe | lr | loss step 0 | min loss (step) | max loss after min | final loss |")
+    print("| recipe | lr | loss step 0 | min loss (step) | max loss after min | final loss |")
     print("|---|---|---|---|---|---|")
     for name, c in curves.items():
         lr = min(RECIPES[name].base_lr * args.batch_size, RECIPES[name].max_lr)
@@ -91,10 +98,10 @@ def main() -> None:
     top = 2.0 * curves["net2net"][0]
     for name, c in curves.items():
         line = ax.plot([min(x, top) if math.isfinite(x) else top for x in c], label=name)[0]
-        for i, x in enumerate(c):
-            if not math.isfinite(x) or x > top:
-                ax.annotate(f"{x:.1e}" if math.isfinite(x) else "non-finite", (i, top), color=line.get_color(),
-                            textcoords="offset points", xytext=(6, -12), fontsize=8)
+        peak = max(range(len(c)), key=lambda i: c[i] if math.isfinite(c[i]) else math.inf)
+        if not math.isfinite(c[peak]) or c[peak] > top:
+            label = f"peak {c[peak]:.1e} at step {peak}" if math.isfinite(c[peak]) else f"non-finite at step {peak}"
+            ax.annotate(label, (peak, top), color=line.get_color(), textcoords="offset points", xytext=(8, -14), fontsize=9)
     ax.axhline(optimum, color="grey", ls="--", lw=1, label="optimum (true conditional entropy)")
     ax.set_ylim(optimum - 10, top * 1.05)
     ax.set_xlabel("step")

@@ -1,4 +1,4 @@
-"""Command-line interface: ``net2net demo`` (more commands arrive with the translation pipeline)."""
+"""Command-line interface: ``net2net train`` and ``net2net demo`` (more commands arrive with the translation pipeline)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .training.run import ConfigError, train_from_config
+
+    configs = [a for a in args.items if "=" not in a]
+    overrides = [a for a in args.items if "=" in a]
+    if not configs:
+        print("net2net train: error: give at least one YAML config file before the key=value overrides", file=sys.stderr)
+        return 2
+    try:
+        log_dir = train_from_config(configs, overrides, log_dir=args.log_dir, resume=not args.no_resume)
+    except ConfigError as e:
+        print(f"net2net train: config error: {e}", file=sys.stderr)
+        return 2
+    print(f"net2net train: done; outputs in {log_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="net2net",
@@ -30,6 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train a model from YAML configs (e.g. the autoencoder: configs/autoencoder/fashion_mnist.yaml)",
+        description="Train the model of one or more YAML configs (merged in order) with key=value overrides "
+        "(e.g. lightning.trainer.max_steps=100 data.params.batch_size=32). Writes checkpoints, image grids, "
+        "CSV logs, the merged config and, for autoencoders, autoencoder.safetensors into the log folder, and "
+        "resumes from its checkpoints/last.ckpt when present.",
+    )
+    train.add_argument("items", nargs="+", metavar="CONFIG_OR_OVERRIDE", help="YAML files, then key=value overrides")
+    train.add_argument("--log-dir", default=None, help="output folder (default: runs/<stem of the first config>)")
+    train.add_argument("--no-resume", action="store_true", help="start from step 0 even if a checkpoint exists")
+    train.set_defaults(func=_train)
 
     demo = sub.add_parser(
         "demo",

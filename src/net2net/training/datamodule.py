@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..config import instantiate_from_config
 from ..data import ConcatDomains
@@ -31,7 +32,10 @@ __all__ = ["DataModule", "concat_domains"]
 
 
 def concat_domains(
-    datasets: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]], names: Sequence[str] | None = None
+    datasets: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]],
+    names: Sequence[str] | None = None,
+    max_per_domain: int | None = None,
+    seed: int = 0,
 ) -> ConcatDomains:
     """:class:`net2net.data.ConcatDomains` of datasets given as ``target``/``params`` blocks.
 
@@ -39,6 +43,9 @@ def concat_domains(
         datasets: a mapping ``domain name -> block`` (in domain order; the names become ``domains``), or a list
             of blocks.
         names: domain names for a list (default: the class names).
+        max_per_domain: keep at most this many items of each domain (a seeded random subset), so that a large
+            domain (Fashion-MNIST, 60k) does not drown small ones (8x8 digits, 1.4k).
+        seed: seed of those subsets.
 
     Example:
         >>> ds = concat_domains({"digits": {"target": "net2net.data.Digits", "params": {"size": 28}}})
@@ -52,6 +59,16 @@ def concat_domains(
         built = [instantiate_from_config(cfg, key=f"datasets.{k}") for k, cfg in datasets.items()]
     else:
         built = [instantiate_from_config(cfg, key=f"datasets[{i}]") for i, cfg in enumerate(datasets)]
+    if max_per_domain is not None:
+        if max_per_domain < 1:
+            raise ValueError(f"concat_domains: max_per_domain must be positive, got {max_per_domain}")
+        g = torch.Generator().manual_seed(seed)
+        built = [
+            Subset(d, torch.randperm(len(d), generator=g)[:max_per_domain].sort().values.tolist())  # type: ignore[arg-type]
+            if len(d) > max_per_domain  # type: ignore[arg-type]
+            else d
+            for d in built
+        ]
     return ConcatDomains(built, names=names)
 
 

@@ -34,6 +34,7 @@ and nothing else in the checkpoint is a custom object.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import time
@@ -53,6 +54,7 @@ from ..images import atomic_path
 __all__ = ["ConfigError", "train_from_config", "default_log_dir", "DEFAULT_CALLBACKS"]
 
 PathLike = str | os.PathLike[str]
+log = logging.getLogger(__name__)
 
 # Callbacks every run gets; a config's lightning.callbacks block is merged into these (CompVis main.py style).
 DEFAULT_CALLBACKS: dict[str, dict[str, Any]] = {
@@ -250,6 +252,10 @@ def train_from_config(
     log_dir.mkdir(parents=True, exist_ok=True)
     _save_config(cfg, log_dir / "config.yaml")
 
+    if ckpt_path is not None:
+        log.info("resuming from %s", ckpt_path)
+    elif ckpt.is_file():
+        log.info("not resuming: %s will be overwritten by this run", ckpt)
     logger = CSVLogger(save_dir=str(log_dir), name="logs")
     timer = _StepTimer()
     try:
@@ -299,4 +305,8 @@ def train_from_config(
         }
         with atomic_path(log_dir / "summary.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        log.info(
+            "trained steps %d..%d in %.1f s (median %s s/step); outputs in %s",
+            start_step, trainer.global_step, timer.seconds, summary["median_step_seconds"], log_dir,
+        )  # fmt: skip
     return log_dir
