@@ -34,6 +34,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         log_dir = train_from_config(configs, overrides, log_dir=args.log_dir, resume=not args.no_resume)
     except ConfigError as e:
+        if args.verbose:  # -v: the full traceback, for errors raised deep inside a constructor
+            raise
         print(f"net2net train: config error: {e}", file=sys.stderr)
         return 2
     print(f"net2net train: done; outputs in {log_dir}")
@@ -79,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``net2net`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `train` takes key=value overrides anywhere on the line (also after --log-dir); other commands take none
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "train" or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.items = [*args.items, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # Lightning's banner lines (accelerators, tips) are noise for a CLI user
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):

@@ -274,6 +274,8 @@ def train_from_config(
         # a resumed run restarts the data order of the interrupted epoch (map-style datasets are not resumable)
         warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        # frozen networks (the perceptual loss's backbone, experts) are in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
         trainer.fit(model, datamodule=data if isinstance(data, L.LightningDataModule) else None,
                     train_dataloaders=None if isinstance(data, L.LightningDataModule) else data,
                     ckpt_path=ckpt_path, weights_only=True)  # fmt: skip
