@@ -193,7 +193,7 @@ def test_cli_train_reports_config_errors_with_the_key(run: dict, tmp_path: Path,
     assert main(["train", str(bad), "--log-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "model: unknown target 'net2net.nope.Model'" in err and "Traceback" not in err
-    assert main(["train", str(run["config"]), "model.params.bogus=1", "--log-dir", str(tmp_path / "out")]) == 2
+    assert main(["train", str(run["config"]), "--log-dir", str(tmp_path / "out"), "model.params.bogus=1"]) == 2
     err = capsys.readouterr().err
     assert "model: invalid params" in err and "'bogus'" in err
     args = ["lightning.trainer.max_stepz=1", "--log-dir", str(tmp_path / "out")]

@@ -90,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.items = [*args.items, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # Lightning's banner lines (accelerators, tips) are noise for a CLI user
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        import lightning.pytorch  # noqa: F401  (Lightning sets its loggers' levels when imported)
+
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
             logging.getLogger(name).setLevel(logging.WARNING)
     if getattr(args, "steps", 1) < 1:
         print(f"net2net: error: --steps must be a positive integer, got {args.steps}", file=sys.stderr)

@@ -41,8 +41,9 @@ class AutoencoderLoss(nn.Module):
     is not run. Discriminator step (``optimizer_idx=1``): hinge or vanilla loss on detached inputs, times 0
     before ``disc_start``.
 
-    Note on scale: the pixel term is a mean over pixels, not a sum as in the original code, so its
-    ``kl_weight=1e-6`` corresponds to ``1e-6 * C * H * W`` here (0.05 at 128x128 RGB, 8e-4 at 28x28 grey).
+    Note on scale: the original code sums the whole per-pixel loss (log γ and the perceptual term
+    included) over pixels, while here ``rec`` is a mean per sample, so the original ``kl_weight=1e-6``
+    corresponds to ``1e-6 / (C * H * W)`` here (2.0e-11 at 128x128 RGB).
 
     Arguments:
         perceptual: module ``P(x, y) -> (B,)`` of distances between images in [-1, 1], or None for the pixel

@@ -23,12 +23,14 @@ A run writes into its log folder (default ``runs/<stem of the first config>``)::
     autoencoder.safetensors        encoder + decoder weights with the architecture as JSON metadata
     summary.json                   steps, wall time and seconds per step of the latest call
 
-Resuming: when ``<log_dir>/checkpoints/last.ckpt`` exists (and ``resume`` is true), the run continues from it:
-weights, both optimiser states, ``global_step`` and the callbacks' states are restored, so ``max_steps`` is the
-*total* number of steps; a run that already reached it only re-exports the weights. Lightning 2.6 reads the
-checkpoint with ``torch.load``'s default ``weights_only=True`` (torch >= 2.6): this works because the module's
-hyper-parameters are plain dicts, lists and numbers (``instantiate_from_config`` converts OmegaConf containers)
-and nothing else in the checkpoint is a custom object.
+Resuming: ``last.ckpt`` is written every ``every_n_train_steps`` and once more at the end of every call (also after
+Ctrl-C, which Lightning turns into a graceful stop), so it holds the final step. When it exists (and ``resume`` is
+true), the run continues from it: weights, both optimiser states, ``global_step`` and the callbacks' states are
+restored, so ``max_steps`` is the *total* number of steps; a call that already reached it trains nothing and only
+re-exports the weights. The data order is not restored (the interrupted epoch starts over with a new shuffle).
+The checkpoint is read with ``weights_only=True`` (passed to ``Trainer.fit``; it is also torch >= 2.6's default,
+which Lightning 2.6 keeps): this works because the module's hyper-parameters are plain dicts, lists and numbers
+(``instantiate_from_config`` converts OmegaConf containers) and nothing else in the checkpoint is a custom object.
 """
 
 from __future__ import annotations
