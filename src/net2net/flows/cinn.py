@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import SequentialFlow, check_flat
+from .base import SequentialFlow, check_flat, check_tensor
 from .coupling import ConditionalAffineCoupling
 from .embedder import ConvEmbedder, DenseEmbedder
 from .layers import ActNorm, FixedPermutation
@@ -112,15 +112,8 @@ class ConditionalINN(_FlowMixin):
             raise ValueError(f"batch sizes differ: {name} has {z.shape[0]} rows, z_src has {z_src.shape[0]}")
 
     def _check_cond(self, z_src: Tensor) -> None:
-        if not isinstance(z_src, Tensor):
-            raise TypeError(f"z_src: expected a torch.Tensor of shape (B, {', '.join(map(str, self.cond_shape))}), got {type(z_src).__name__}")
-        if not z_src.is_floating_point():
-            raise TypeError(f"z_src: expected a floating-point tensor, got dtype {z_src.dtype}")
-        if tuple(z_src.shape[1:]) != self.cond_shape or z_src.shape[0] == 0:
-            raise ValueError(f"z_src: expected shape (B, {', '.join(map(str, self.cond_shape))}), got {tuple(z_src.shape)}")
+        check_tensor(z_src, self.cond_shape, "z_src")
         self._check_dtype(z_src, "z_src")
-        if not torch.isfinite(z_src).all():
-            raise ValueError("z_src: contains NaN or infinite values")
 
     def embed(self, z_src: Tensor) -> Tensor:
         """The conditioning embedding ``h = H(z_src)``, ``(B, embedding_dim)``."""
