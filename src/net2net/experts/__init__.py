@@ -1,8 +1,13 @@
 """Source and target experts: frozen networks whose representations the cINN translates between.
 
-:mod:`.classifier` holds the small ResNet trained here on Fashion-MNIST (its ``stem`` / ``stage1`` ..
-/ ``pool`` / ``fc`` activations are the early, middle and last layer sources). Names are imported
-lazily, so that ``python -m net2net.experts.classifier`` runs the module once, as ``__main__``.
+The protocols (:class:`SourceExpert`, :class:`TargetExpert`), the frozen base class and cache fingerprints are
+in :mod:`.base`. Sources: :class:`SentenceEncoder` (text), :class:`LabelEncoder` (one-hot labels),
+:class:`LayerExpert` (any layer of any model; :func:`classifier_expert`, :func:`imagenet_expert`),
+:class:`EncoderSource` / :class:`DeformedEncoder` (an autoencoder's encoder, optionally after the deformation
+of Sec. C), :class:`BlackBoxExpert` (a NumPy callable). Targets: :class:`AutoencoderTarget`,
+:class:`BigGANTarget` (with the dequantisation VAE of Tab. S4), and any generator with ``decode``.
+:mod:`.classifier` holds the small ResNet trained here on Fashion-MNIST. Names are imported lazily, so that
+``python -m net2net.experts.classifier`` runs that module once, as ``__main__``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,43 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .base import (
+        FrozenExpert,
+        SourceExpert,
+        TargetExpert,
+        expert_fingerprint,
+        freeze,
+        is_stochastic,
+    )
+    from .label import (
+        LabelEncoder,
+    )
+    from .layer import (
+        LayerExpert,
+        classifier_expert,
+        imagenet_expert,
+    )
+    from .encoder import (
+        DeformedEncoder,
+        EncoderSource,
+    )
+    from .blackbox import (
+        BlackBoxExpert,
+    )
+    from .text import (
+        SentenceEncoder,
+    )
+    from .target import (
+        AutoencoderTarget,
+        load_autoencoder_target,
+    )
+    from .biggan import (
+        BigGAN,
+        BigGANConfig,
+        BigGANTarget,
+        DequantizationVAE,
+        fit_dequantization_vae,
+    )
     from .classifier import (
         BasicBlock,
         ClassifierModule,
@@ -23,6 +65,27 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "FrozenExpert": ".base",
+    "SourceExpert": ".base",
+    "TargetExpert": ".base",
+    "expert_fingerprint": ".base",
+    "freeze": ".base",
+    "is_stochastic": ".base",
+    "LabelEncoder": ".label",
+    "LayerExpert": ".layer",
+    "classifier_expert": ".layer",
+    "imagenet_expert": ".layer",
+    "DeformedEncoder": ".encoder",
+    "EncoderSource": ".encoder",
+    "BlackBoxExpert": ".blackbox",
+    "SentenceEncoder": ".text",
+    "AutoencoderTarget": ".target",
+    "load_autoencoder_target": ".target",
+    "BigGAN": ".biggan",
+    "BigGANConfig": ".biggan",
+    "BigGANTarget": ".biggan",
+    "DequantizationVAE": ".biggan",
+    "fit_dequantization_vae": ".biggan",
     "BasicBlock": ".classifier",
     "ClassifierModule": ".classifier",
     "SmallResNet": ".classifier",

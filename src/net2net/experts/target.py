@@ -370,7 +370,14 @@ def _check_expected(arch: Mapping[str, Any], expected: Mapping[str, Any] | None,
 
 
 def load_autoencoder_target(path: PathLike, expected: Mapping[str, Any] | None = None) -> AutoencoderTarget:
-    """:meth:`AutoencoderTarget.from_safetensors` for ``*.safetensors``, else :meth:`AutoencoderTarget.from_checkpoint`."""
+    """:meth:`AutoencoderTarget.from_safetensors` for ``*.safetensors``, else :meth:`AutoencoderTarget.from_checkpoint`.
+
+    ``path`` may be ``pretrained:NAME`` for weights shipped with the package (e.g.
+    ``pretrained:fashion_mnist_autoencoder``, see :mod:`net2net.pretrained`).
+    """
+    from ..pretrained import resolve_weights
+
+    path = resolve_weights(path)
     if str(path).endswith(".safetensors"):
         return AutoencoderTarget.from_safetensors(path, expected)
     return AutoencoderTarget.from_checkpoint(path, expected)

@@ -1,0 +1,90 @@
+"""Class or domain labels as a source expert: one-hot codes (the "Labelator" of the original code).
+
+Used for label-to-image translation (Fig. 7a) and for unpaired translation between domains (Sec. D), where the
+source representation is the domain index of each image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import FrozenExpert
+
+__all__ = ["LabelEncoder"]
+
+
+class LabelEncoder(FrozenExpert):
+    """One-hot encoding of integer labels in ``[0, n_classes)``: ``(B,)`` labels -> ``(B, n_classes)`` floats.
+
+    Arguments:
+        n_classes: number of classes (or domains), at least 1.
+        dtype: floating dtype of the codes.
+
+    Example:
+        >>> LabelEncoder(3).encode([2, 0])
+        tensor([[0., 0., 1.],
+                [1., 0., 0.]])
+    """
+
+    def __init__(self, n_classes: int, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+            raise ValueError(f"LabelEncoder: n_classes must be a positive int, received {n_classes!r}")
+        if not dtype.is_floating_point:
+            raise TypeError(f"LabelEncoder: dtype must be a floating dtype, received {dtype}")
+        self.n_classes = n_classes
+        self.dim = n_classes
+        self.dtype = dtype
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"n_classes": self.n_classes, "dtype": str(self.dtype)}
+
+    def _labels(self, labels: Any) -> Tensor:
+        if isinstance(labels, Tensor):
+            t = labels
+        elif isinstance(labels, (Sequence, np.ndarray)) and not isinstance(labels, (str, bytes)):
+            try:
+                t = torch.as_tensor(np.asarray(labels))
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise TypeError(f"LabelEncoder: expected a sequence of integer labels, received {labels!r}") from e
+        else:
+            raise TypeError(
+                f"LabelEncoder: expected an integer tensor, array or list of labels, received {type(labels).__name__}"
+            )
+        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise TypeError(
+                f"LabelEncoder: expected integer labels, received dtype {t.dtype}; convert them, e.g. labels.long()"
+            )
+        if t.dim() == 2 and t.shape[1] == 1:
+            t = t[:, 0]  # (B, 1) -> (B,)
+        if t.dim() != 1:
+            raise ValueError(f"LabelEncoder: expected labels of shape (B,), received shape {tuple(t.shape)}")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.n_classes):
+            bad = t[(t < 0) | (t >= self.n_classes)]
+            raise ValueError(
+                f"LabelEncoder: labels must lie in [0, {self.n_classes}), received {bad[:5].tolist()} "
+                f"({bad.numel()} out of range); build LabelEncoder(n_classes) with the right number of classes"
+            )
+        return t.long()
+
+    def encode(self, labels: Tensor | Sequence[int] | np.ndarray) -> Tensor:
+        """One-hot codes ``(B, n_classes)`` of labels ``(B,)`` (a ``(B, 1)`` tensor is accepted too).
+
+        Raises:
+            TypeError: for non-integer labels (float, bool, strings).
+            ValueError: for labels outside ``[0, n_classes)`` or of another shape.
+        """
+        return F.one_hot(self._labels(labels), self.n_classes).to(self.dtype)
+
+    def forward(self, labels: Tensor | Sequence[int] | np.ndarray) -> Tensor:
+        return self.encode(labels)
+
+    def extra_repr(self) -> str:
+        return f"n_classes={self.n_classes}"
