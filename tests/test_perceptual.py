@@ -136,6 +136,21 @@ def test_gradients_reach_input_not_parameters(model: PerceptualDistance) -> None
     assert all(not p.requires_grad and p.grad is None for p in model.parameters())
 
 
+def test_one_sided_gradient_matches_joint_pass(model: PerceptualDistance) -> None:
+    # training passes real images without gradients: their features are computed under no_grad, which must
+    # give the same distance and the same gradient as the joint pass over both batches
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 1, 28, 28, generator=g) * 2 - 1
+    y = torch.rand(3, 1, 28, 28, generator=g) * 2 - 1
+    y1, y2 = y.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    x2 = x.clone().requires_grad_(True)  # both sides tracked: the joint path
+    d1, d2 = model(x, y1), model(x2, y2)
+    torch.testing.assert_close(d1, d2.detach(), rtol=1e-5, atol=1e-6)
+    d1.sum().backward()
+    d2.sum().backward()
+    torch.testing.assert_close(y1.grad, y2.grad, rtol=1e-4, atol=1e-7)
+
+
 def test_stays_in_eval_mode(model: PerceptualDistance) -> None:
     wrapper = torch.nn.ModuleDict({"loss": model})
     wrapper.train()

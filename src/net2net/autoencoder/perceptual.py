@@ -479,10 +479,19 @@ class PerceptualDistance(nn.Module):
         if x.shape != y.shape:
             raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         b = x.shape[0]
-        # one pass over both batches
-        feats = self.features(torch.cat([x, y.to(x.dtype)], dim=0))
+        y = y.to(x.dtype)
+        if x.requires_grad == y.requires_grad:
+            # one pass over both batches; (2B, C_k, H_k, W_k) per tap
+            feats = self.features(torch.cat([x, y], dim=0))
+            pairs = [(f[:b], f[b:]) for f in feats]
+        else:
+            # only one side needs gradients (training: real images vs reconstructions): the other side's
+            # features are computed without autograd, so the backward pass covers half the batch
+            with torch.no_grad():
+                fixed = self.features(y if x.requires_grad else x)
+            tracked = self.features(x if x.requires_grad else y)
+            pairs = list(zip(tracked, fixed))
         dist = x.new_zeros(b, dtype=self.scale.dtype)
-        for f in feats:
-            fx, fy = f[:b], f[b:]
+        for fx, fy in pairs:
             dist = dist + (fx - fy).square().sum(dim=1).mean(dim=(1, 2))
         return dist
