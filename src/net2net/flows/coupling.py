@@ -63,7 +63,9 @@ class ScaleShiftMLP(nn.Module):
             a = torch.baddbmm(b, a, w)  # (2, B, fan_out)
             if i < last:
                 a = F.leaky_relu_(a, LRELU_SLOPE)
-        return a[0], a[1]
+        # under bf16/fp16 autocast the products run in low precision; the coupling's affine map and its
+        # log-determinant stay in the input's precision (a no-op without autocast)
+        return a[0].to(x.dtype), a[1].to(x.dtype)
 
 
 SubnetConstructor = Callable[[int, int, int], nn.Module]
