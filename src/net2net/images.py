@@ -56,12 +56,15 @@ class atomic_path:
         os.close(fd)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
+        self._mode = 0o666 & ~umask
+        os.chmod(tmp, self._mode)  # mkstemp makes owner-only files; give the usual permissions
         self.tmp = Path(tmp)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            # again here: a writer may have replaced the temporary file (safetensors writes a new one)
+            os.chmod(self.tmp, self._mode)
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)

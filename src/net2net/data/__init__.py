@@ -1,4 +1,5 @@
-"""Datasets that work offline: Fashion-MNIST, MNIST-5k, 8x8 digits, DCGAN faces, image folders.
+"""Datasets that work offline (Fashion-MNIST, MNIST-5k, 8x8 digits, DCGAN faces, image folders), captions for
+Fashion-MNIST, and the latent cache of encoded pairs.
 
 Every dataset returns dicts ``{"image": float32 (C, H, W) in [-1, 1], "label": int}`` (faces:
 ``{"image", "z"}``), takes ``split="train" | "test"``, ``size`` and ``channels``, and keeps its
@@ -7,6 +8,7 @@ source in memory as uint8, converting per item. :class:`ConcatDomains` joins dat
 """
 
 from ._common import stratified_split
+from .captions import FASHION_MNIST_CAPTIONS, CaptionedDataset
 from .concat import ConcatDomains
 from .digits import DIGIT_CLASSES, Digits, MNIST5k
 from .faces import DCGANFaceGenerator, DCGANFaces, dcgan_face_weights_path, load_dcgan_face_generator
@@ -20,22 +22,27 @@ from .fashion_mnist import (
 )
 from .folder import IMAGE_EXTENSIONS, ImageFolder, find_images
 from .idx import read_idx
+from .latent_cache import LatentDataset, encode_dataset
 
 __all__ = [
     "DATASETS",
+    "FASHION_MNIST_CAPTIONS",
     "DIGIT_CLASSES",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DEBIAN_DIR",
     "FASHION_MNIST_ENV",
     "IMAGE_EXTENSIONS",
+    "CaptionedDataset",
     "ConcatDomains",
     "DCGANFaceGenerator",
     "DCGANFaces",
     "Digits",
     "FashionMNIST",
     "ImageFolder",
+    "LatentDataset",
     "MNIST5k",
     "dcgan_face_weights_path",
+    "encode_dataset",
     "find_fashion_mnist",
     "find_images",
     "get_dataset",

@@ -100,7 +100,8 @@ class ImageLogger(Callback):
         out = self.image_dir(trainer)
         paths = []
         for name, x in images.items():
-            grid = make_grid(x[: self.max_images], nrow=self.nrow, scale=self.scale)  # (N, C, H, W) -> (C, H', W')
+            nrow = getattr(pl_module, "image_grid_nrow", self.nrow)  # a module may fix its grids' row length
+            grid = make_grid(x[: max(self.max_images, nrow)], nrow=nrow, scale=self.scale)  # (N, C, H, W) -> (C, H', W')
             paths.append(save_png(grid, out / f"step_{step:06d}_{name}.png"))
         self._last_step = step
         return paths

@@ -1,21 +1,30 @@
-"""LightningModule that trains a cINN τ on pairs ``(z_src, z_tgt)`` by the NLL of Eq. 4."""
+"""LightningModule that trains a cINN τ on pairs ``(z_src, z_tgt)`` by the NLL of Eq. 4, and the cINN's export."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 
+from safetensors import safe_open
+from safetensors.torch import load_file
+
 from ..config import instantiate_from_config
 from ..flows import ConditionalINN, nll
+from ..images import atomic_save_safetensors
 from .optim import FlowOptimConfig, make_optimizer
 
-__all__ = ["CINNModule"]
+__all__ = ["CINN_FORMAT", "CINNModule", "load_cinn", "save_cinn"]
+
+CINN_FORMAT = "net2net.ConditionalINN/1"  # the "format" metadata entry of cinn.safetensors
 
 
 class CINNModule(L.LightningModule):
@@ -71,8 +80,43 @@ class CINNModule(L.LightningModule):
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
+        if not self._actnorm_ready():
+            return None  # Lightning's sanity check runs before the first training batch initialises ActNorm
         return self._step(batch, "val")
+
+    def _actnorm_ready(self) -> bool:
+        return all(bool(m.initialized) for m in self.tau.modules() if isinstance(getattr(m, "initialized", None), Tensor))
+
+    # -- image logs (ImageLogger) ----------------------------------------------------------------------
+    n_log_samples = 6  # translations per condition in the image logs
+
+    @property
+    def image_grid_nrow(self) -> int:
+        """Images per row of the ``translations`` grid: target, τ(τ⁻¹(z)), then the samples."""
+        return 2 + self.n_log_samples
+
+    @torch.no_grad()
+    def log_images(
+        self, batch: Mapping[str, Tensor], max_images: int = 8, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """One row per condition: the decoded target code z_tgt of the pair, the decoded τ(τ⁻¹(z_tgt)) (must look
+        the same), then ``n_log_samples`` translations τ(v | z_src), v ~ N(0, I).
+
+        Needs a data module with ``decode(z)`` (:class:`net2net.training.translation.TranslationDataModule`);
+        returns ``{}`` otherwise.
+        """
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if not hasattr(dm, "decode"):
+            return {}
+        rows = max(1, max_images // self.image_grid_nrow)
+        z_src, z_tgt = batch["z_src"][:rows], batch["z_tgt"][:rows]
+        v, _ = self.tau(z_tgt, z_src)
+        cycle, _ = self.tau.inverse(v, z_src)
+        samples = self.tau.sample(z_src, self.n_log_samples, generator=generator)  # (R, n, D)
+        codes = torch.cat([z_tgt[:, None], cycle[:, None], samples], dim=1)  # (R, 2 + n, D)
+        images = dm.decode(codes.flatten(0, 1))  # (R * (2 + n), C, H, W)
+        return {"translations": images.clamp(-1, 1)}
 
     def configure_optimizers(self) -> dict[str, Any]:
         devices = max(1, self.trainer.world_size) if self._trainer is not None else 1
@@ -84,3 +128,35 @@ class CINNModule(L.LightningModule):
         clip = gradient_clip_val if gradient_clip_val is not None else self.optim_cfg.grad_clip
         if clip is not None:
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+
+
+def save_cinn(tau: ConditionalINN, flow_config: Mapping[str, Any], path: str | os.PathLike[str],
+              metadata: Mapping[str, str] | None = None) -> Path:  # fmt: skip
+    """Write τ's weights and buffers (ActNorm state included) to a safetensors file, atomically, with the
+    ``target``/``params`` block that builds it in the metadata."""
+    meta = {"format": CINN_FORMAT, "flow_config": json.dumps(_plain(flow_config)), **dict(metadata or {})}
+    return atomic_save_safetensors(tau.state_dict(), path, metadata=meta)
+
+
+def _plain(cfg: Any) -> Any:
+    return json.loads(json.dumps(cfg, default=lambda o: dict(o) if isinstance(o, Mapping) else list(o)))
+
+
+def load_cinn(path: str | os.PathLike[str]) -> ConditionalINN:
+    """Rebuild a cINN written by :func:`save_cinn` (no unpickling: safetensors and JSON only), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no cINN weights at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != CINN_FORMAT:
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {CINN_FORMAT!r} (a file from save_cinn)")
+    flow_config = json.loads(meta["flow_config"])
+    tau = instantiate_from_config(flow_config, key=f"{path}:flow_config")
+    state = load_file(str(path))
+    missing, unexpected = tau.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: the weights do not fit the flow of its flow_config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    return tau.eval()

@@ -21,6 +21,7 @@ A run writes into its log folder (default ``runs/<stem of the first config>``)::
     images/step_NNNNNN_*.png       inputs, reconstructions and prior samples (ImageLogger)
     logs/version_N/metrics.csv     scalars of the N-th call (CSVLogger)
     autoencoder.safetensors        encoder + decoder weights with the architecture as JSON metadata
+    cinn.safetensors               (cINN runs) τ's weights and ActNorm state, its flow config as JSON metadata
     summary.json                   steps, wall time and seconds per step of the latest call
 
 Resuming: ``last.ckpt`` is written every ``every_n_train_steps`` and once more at the end of every call (also after
@@ -188,7 +189,13 @@ def _save_config(cfg: DictConfig, path: Path) -> None:
 
 
 def _export(model: L.LightningModule, log_dir: Path, global_step: int) -> Path | None:
-    """Write ``autoencoder.safetensors`` for modules with an encoder and a decoder (others: nothing)."""
+    """Write ``autoencoder.safetensors`` for modules with an encoder and a decoder, ``cinn.safetensors`` for modules
+    with a cINN ``tau`` (others: nothing)."""
+    if hasattr(model, "tau") and "flow_config" in getattr(model, "hparams", {}):
+        from .cinn import save_cinn
+
+        return save_cinn(model.tau, model.hparams["flow_config"], log_dir / "cinn.safetensors",
+                         {"global_step": str(global_step)})  # fmt: skip
     if not (hasattr(model, "encoder") and hasattr(model, "decoder")):
         return None
     from ..experts.target import AutoencoderTarget
@@ -241,6 +248,10 @@ def train_from_config(
     data = _instantiate(cfg.data, "data")
     if isinstance(data, L.LightningDataModule):  # build the datasets now, so that their errors are config errors
         try:
+            # prepare_data (e.g. encoding a latent cache) runs once per machine: here on local rank 0 only; the
+            # other ranks of a DDP run are launched from trainer.fit below, after it has finished
+            if os.environ.get("LOCAL_RANK", "0") == "0":
+                data.prepare_data()
             data.setup("fit")
         except ConfigError:
             raise

@@ -1,0 +1,135 @@
+"""Inference with a trained translation: ``translate`` (Eq. 7), ``residual``, ``recombine`` (Eq. 6), ``transfer``.
+
+A :class:`Net2Net` holds the frozen source expert Φ, the frozen target expert (Θ, Λ) and the trained cINN τ:
+
+- ``translate(x, n)``: ``Λ(τ(v | Φ(x)))`` for ``n`` draws ``v ~ N(0, I)``: ``n`` images per input;
+- ``residual(y, x)``: ``v = τ⁻¹(Θ(y) | Φ(x))``: what ``Φ(x)`` does not determine about ``y``;
+- ``recombine(y, x, x_y)``: ``Λ(τ(τ⁻¹(Θ(y) | Φ(x_y)) | Φ(x)))``: keep ``y``'s residual, swap its condition for
+  ``x``'s (exemplar-guided synthesis, shape/appearance swap, attribute change);
+- ``transfer(y, from_domain, to_domain)``: ``recombine`` with domain labels as conditions (unpaired translation
+  between domains, supplementary Sec. D).
+
+``Net2Net.from_run(run_dir)`` rebuilds one from a training run of a ``TranslationDataModule`` config (its
+``config.yaml`` names the experts, ``cinn.safetensors`` holds τ).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from ..config import instantiate_from_config
+from ..flows import ConditionalINN
+from ..training.cinn import load_cinn
+
+__all__ = ["Net2Net"]
+
+
+class Net2Net(nn.Module):
+    """A trained translation τ between a source expert Φ and a target expert (Θ, Λ).
+
+    Arguments:
+        source: ``encode(x) -> z_src`` (images, labels, captions, ...).
+        target: ``decode(z) -> images`` and, for ``residual``/``recombine``, ``encode``/``encode_dist``.
+        tau: the trained :class:`net2net.flows.ConditionalINN`.
+
+    Example:
+        >>> model = Net2Net.from_run("runs/text2image")  # doctest: +SKIP
+        >>> model.translate(["a pair of running shoes"], n=8).shape  # doctest: +SKIP
+        torch.Size([1, 8, 1, 28, 28])
+    """
+
+    def __init__(self, source: Any, target: Any, tau: ConditionalINN) -> None:
+        super().__init__()
+        self.source, self.target, self.tau = source, target, tau.eval()
+        self.tau.requires_grad_(False)
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike[str], cinn_file: str = "cinn.safetensors") -> Net2Net:
+        """Rebuild from a finished training run: experts from ``config.yaml``'s ``data.params.source/target``."""
+        run = Path(run_dir)
+        cfg_file = run / "config.yaml"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{run} is not a training run folder (no config.yaml)")
+        cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
+        params = (cfg.get("data") or {}).get("params") or {}  # type: ignore[union-attr]
+        if "source" not in params or "target" not in params:
+            raise ValueError(f"{cfg_file}: data.params has no source/target expert blocks (not a translation run)")
+        source = instantiate_from_config(params["source"], key="data.params.source")
+        target = instantiate_from_config(params["target"], key="data.params.target")
+        return cls(source, target, load_cinn(run / cinn_file))
+
+    # -- codes -----------------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return next(self.tau.parameters()).device
+
+    @torch.no_grad()
+    def encode_source(self, x: Any) -> Tensor:
+        """``z_src = Φ(x)`` on τ's device."""
+        z = self.source.encode(x.to(self._device()) if isinstance(x, Tensor) else x)
+        return z.to(self._device(), torch.float32)
+
+    @torch.no_grad()
+    def encode_target(self, y: Tensor, use_mean: bool = True) -> Tensor:
+        """``z_tgt = Θ(y)``: the mean of a stochastic encoder (``use_mean``) or a sample."""
+        if not hasattr(self.target, "encode"):
+            raise TypeError(f"the target expert {type(self.target).__name__} has no encoder; residuals need one")
+        y = y.to(self._device())
+        if use_mean and hasattr(self.target, "encode_dist"):
+            return self.target.encode_dist(y)[0].float()
+        return self.target.encode(y).float()
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        """Images ``Λ(z)`` in [-1, 1]."""
+        return self.target.decode(z).clamp(-1, 1)
+
+    # -- the four operations -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def translate(
+        self, x: Any, n: int = 8, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Eq. 7: ``n`` translations of each input, ``(B, n, C, H, W)``."""
+        z_src = self.encode_source(x)
+        z = self.tau.sample(z_src, n_samples=n, temperature=temperature, generator=generator)  # (B, n, D)
+        images = self.decode(z.flatten(0, 1))  # (B * n, C, H, W)
+        return images.view(z.shape[0], n, *images.shape[1:])
+
+    @torch.no_grad()
+    def residual(self, y: Tensor, x: Any | None = None) -> Tensor:
+        """``v = τ⁻¹(Θ(y) | Φ(x))``, ``(B, D)``; ``x`` defaults to ``y`` (for sources that read the image itself)."""
+        return self.tau.residual(self.encode_target(y), self.encode_source(y if x is None else x))
+
+    @torch.no_grad()
+    def recombine(self, y: Tensor, x: Any, x_y: Any | None = None) -> Tensor:
+        """Eq. 6: ``Λ(τ(v_y | Φ(x)))`` with ``v_y = τ⁻¹(Θ(y) | Φ(x_y))``: ``y``'s residual under ``x``'s condition.
+
+        Arguments:
+            y: exemplar images ``(B, C, H, W)`` whose residual is kept.
+            x: new conditions, ``B`` of them (or one, broadcast over the exemplars).
+            x_y: ``y``'s own conditions (default ``y`` itself, for sources that read the image).
+        """
+        v = self.residual(y, x_y)
+        z_src = self.encode_source(x)
+        if z_src.shape[0] == 1 and v.shape[0] > 1:
+            z_src = z_src.expand(v.shape[0], *z_src.shape[1:])
+        if z_src.shape[0] != v.shape[0]:
+            raise ValueError(f"recombine: {v.shape[0]} exemplars but {z_src.shape[0]} conditions (give B or 1)")
+        z, _ = self.tau.inverse(v, z_src)
+        return self.decode(z)
+
+    @torch.no_grad()
+    def transfer(self, y: Tensor, from_domain: int | Tensor, to_domain: int | Tensor) -> Tensor:
+        """Unpaired translation (Sec. D): ``recombine`` with domain labels; the source must encode labels."""
+        b = y.shape[0]
+
+        def labels(d: int | Tensor) -> Tensor:
+            t = torch.as_tensor(d, dtype=torch.long)
+            return t.expand(b) if t.dim() == 0 else t
+
+        return self.recombine(y, labels(to_domain), x_y=labels(from_domain))

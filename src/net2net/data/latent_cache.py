@@ -1,0 +1,400 @@
+"""Latent cache: a dataset encoded once by a frozen source expert Φ and a frozen target expert Θ.
+
+The experts never change during cINN training (DESIGN.md §6), so each example is encoded once and the cINN
+trains on the stored codes. A cache is a folder::
+
+    <cache_dir>/<name>-<key>/
+        manifest.json               written last: its presence marks a complete cache
+        shard_00000.safetensors     z_tgt_mean, z_tgt_std, z_src or src_index, label (per example)
+        ...
+        src_table.safetensors       text sources only: one row per distinct caption
+
+``key`` is a digest of the source's and the target's fingerprints (kind, configuration and weights, see
+:func:`net2net.experts.base.expert_fingerprint`), the dataset's fingerprint (:func:`dataset_fingerprint`)
+and the item keys read, so changing any of them leads to a new folder instead of stale codes.
+
+Stochastic target encoders (the autoencoder's Gaussian q(z | y)) are stored as mean and std, and
+:class:`LatentDataset` draws ``z_tgt = mean + std * eps`` at every access, as training on live encodings
+would. Text conditions (items holding a list of captions, e.g. :class:`net2net.data.CaptionedDataset`) are
+stored as a table of distinct captions plus per-example indices; each access picks one of the example's
+captions at random. Sources that depend on random augmentation (``expert.stochastic = True``, e.g. the
+deformed encoder of Sec. C) cannot be cached and are encoded live instead (see
+:class:`net2net.training.translation.TranslationDataModule`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..images import atomic_path, atomic_save_safetensors
+
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_FORMAT",
+    "LatentDataset",
+    "cache_key",
+    "dataset_fingerprint",
+    "default_cache_dir",
+    "encode_dataset",
+    "encode_source",
+    "encode_target",
+    "ensure_cache",
+]
+
+CACHE_FORMAT = "net2net.LatentCache/1"
+CACHE_ENV = "NET2NET_CACHE"  # root of every net2net cache (default ~/.cache/net2net)
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+
+def default_cache_dir(sub: str = "latents") -> Path:
+    """``$NET2NET_CACHE/<sub>``, default ``~/.cache/net2net/<sub>``."""
+    root = os.environ.get(CACHE_ENV)
+    return (Path(root) if root else Path.home() / ".cache" / "net2net") / sub
+
+
+def _update_array(h: Any, value: Any) -> None:
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().numpy()
+    arr = np.ascontiguousarray(value)
+    h.update(f"{arr.dtype}{arr.shape}".encode())
+    h.update(arr.tobytes())
+
+
+def dataset_fingerprint(dataset: Dataset, config: Mapping[str, Any] | None = None) -> str:
+    """A short digest identifying a dataset: its type, length, configuration and, where it keeps them in
+    memory (``images``, ``labels``, ``captions`` attributes, also of a wrapped ``dataset``), its contents.
+
+    Example:
+        >>> from net2net.data import Digits
+        >>> dataset_fingerprint(Digits(split="test")) == dataset_fingerprint(Digits(split="test"))
+        True
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(config or {}, sort_keys=True, default=str).encode())
+    layer: Any = dataset
+    while layer is not None:
+        h.update(type(layer).__name__.encode())
+        h.update(str(len(layer)).encode())
+        for attr in ("size", "channels", "split"):
+            if attr in vars(layer):
+                h.update(f"{attr}={vars(layer)[attr]}".encode())
+        for attr in ("images", "labels"):
+            if isinstance(vars(layer).get(attr), (np.ndarray, Tensor)):
+                _update_array(h, vars(layer)[attr])
+        if isinstance(vars(layer).get("captions"), Mapping):
+            h.update(json.dumps({str(k): list(v) for k, v in vars(layer)["captions"].items()}, sort_keys=True).encode())
+        layer = vars(layer).get("dataset")
+    return h.hexdigest()[:16]
+
+
+def cache_key(source_fingerprint: str, target_fingerprint: str, data_fingerprint: str, source_key: str,
+              target_key: str) -> str:  # fmt: skip
+    """The digest naming a cache folder (see the module docstring)."""
+    payload = json.dumps([CACHE_FORMAT, source_fingerprint, target_fingerprint, data_fingerprint, source_key,
+                          target_key])  # fmt: skip
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack tensors and ints; keep strings and caption lists as lists."""
+    out: dict[str, Any] = {}
+    for k in items[0]:
+        values = [it[k] for it in items]
+        if isinstance(values[0], Tensor):
+            out[k] = torch.stack(values)
+        elif isinstance(values[0], (int, np.integer)) and not isinstance(values[0], bool):
+            out[k] = torch.as_tensor(values)
+        else:
+            out[k] = values
+    return out
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, str) for v in value)
+    )
+
+
+@torch.no_grad()
+def encode_target(target: Any, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``(mean, std)`` of a target expert's code for images ``y``: ``encode_dist`` when the encoder is stochastic,
+    else ``(encode(y), zeros)``."""
+    if hasattr(target, "encode_dist"):
+        mean, std = target.encode_dist(y)
+    elif hasattr(target, "encode"):
+        mean = target.encode(y)
+        std = torch.zeros_like(mean)
+    else:
+        raise TypeError(
+            f"the target expert {type(target).__name__} has no encode/encode_dist: a generator without an encoder "
+            "is trained on synthetic pairs (z, G(z)) instead of a cache of real images"
+        )
+    return mean.float().cpu(), std.float().cpu()
+
+
+@torch.no_grad()
+def encode_source(source: Any, x: Any) -> Tensor:
+    """A source expert's code of a batch (images, labels or a list of strings), as float32 on the CPU."""
+    z = source.encode(x)
+    if not isinstance(z, Tensor):
+        raise TypeError(f"the source expert {type(source).__name__}.encode returned {type(z).__name__}, not a Tensor")
+    return z.float().cpu()
+
+
+def encode_dataset(
+    dataset: Dataset,
+    source: Any,
+    target: Any,
+    out_dir: PathLike,
+    *,
+    source_key: str = "image",
+    target_key: str = "image",
+    batch_size: int = 256,
+    shard_size: int = 16384,
+    metadata: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """Encode ``dataset`` with both experts into ``out_dir`` (see the module docstring for the layout).
+
+    Arguments:
+        dataset: items are dicts holding ``source_key`` (images ``(C, H, W)``, an int label, or caption
+            strings) and ``target_key``: images ``(C, H, W)`` for Θ, or a flat code ``(D,)`` stored as it is (the
+            latent of a synthetic pair ``(z, G(z))`` for a generator without an encoder, supplementary G.2, e.g.
+            ``DCGANFaces`` items with ``target_key="z"``); an int ``"label"`` is stored when present.
+        source: source expert Φ (``encode``); not stochastic.
+        target: target expert Θ (``encode_dist`` or ``encode``); unused when ``target_key`` holds codes.
+        out_dir: the cache folder; written to ``out_dir`` (shards first, ``manifest.json`` last, all atomically).
+        source_key, target_key: which item entries the experts read.
+        batch_size: examples per encoder call.
+        shard_size: examples per shard file.
+        metadata: extra JSON-serialisable entries for the manifest (e.g. fingerprints).
+        progress: show a progress bar.
+        device: where the experts run (they must already be there).
+
+    Returns:
+        ``out_dir``.
+    """
+    if getattr(source, "stochastic", False):
+        raise ValueError(
+            f"the source expert {type(source).__name__} is stochastic (random augmentation): it cannot be cached; "
+            "encode it live (TranslationDataModule does this when the source is stochastic)"
+        )
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError("cannot cache an empty dataset")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=_collate)
+    t0 = time.perf_counter()
+    texts: dict[str, int] = {}  # distinct caption -> row of the source table
+    buffers: dict[str, list[Tensor]] = {}
+    n_done, shard_files = 0, []
+
+    def flush(final: bool) -> None:
+        nonlocal buffers
+        while buffers and (sum(len(t) for t in buffers["z_tgt_mean"]) >= shard_size or final):
+            tensors = {k: torch.cat(v) for k, v in buffers.items()}
+            n = len(tensors["z_tgt_mean"])
+            if n == 0:
+                break
+            take = min(n, shard_size)
+            shard = {k: v[:take].contiguous() for k, v in tensors.items()}
+            name = f"shard_{len(shard_files):05d}.safetensors"
+            atomic_save_safetensors(shard, out / name)
+            shard_files.append(name)
+            buffers = {k: [v[take:]] for k, v in tensors.items()} if take < n else {}
+
+    for batch in tqdm(loader, desc=f"encoding {out.name}", disable=not progress, unit="batch"):
+        if source_key not in batch or target_key not in batch:
+            raise ValueError(
+                f"dataset items must hold {source_key!r} (source) and {target_key!r} (target); got keys {sorted(batch)}"
+            )
+        y = batch[target_key]
+        if not isinstance(y, Tensor):
+            raise TypeError(f"item[{target_key!r}] must be an image or code tensor, got {type(y).__name__}")
+        if y.dim() == 2:
+            # flat codes given by the data: synthetic pairs (z, G(z)) of a generator without an encoder (G.2)
+            mean, std = y.float(), torch.zeros(y.shape, dtype=torch.float32)
+        else:
+            mean, std = encode_target(target, y.to(device))
+        entry: dict[str, Tensor] = {"z_tgt_mean": mean, "z_tgt_std": std}
+        x = batch[source_key]
+        if isinstance(x, list) and _is_text(x[0]):
+            # caption lists: index into a table of distinct captions; -1 pads examples with fewer captions
+            lists = [[c] if isinstance(c, str) else list(c) for c in x]
+            width = max(len(c) for c in lists)
+            index = torch.full((len(lists), width), -1, dtype=torch.int32)
+            for i, caps in enumerate(lists):
+                for j, c in enumerate(caps):
+                    index[i, j] = texts.setdefault(c, len(texts))
+            entry["src_index"] = index
+        else:
+            entry["z_src"] = encode_source(source, x.to(device) if isinstance(x, Tensor) else x)
+        if "label" in batch and isinstance(batch["label"], Tensor):
+            entry["label"] = batch["label"].long()
+        if buffers and set(entry) != set(buffers):
+            raise ValueError(f"dataset items changed their keys mid-way: {sorted(entry)} vs {sorted(buffers)}")
+        for k, v in entry.items():
+            buffers.setdefault(k, []).append(v)
+        n_done += len(mean)
+        flush(final=False)
+    flush(final=True)
+
+    manifest: dict[str, Any] = {
+        "format": CACHE_FORMAT,
+        "examples": n_done,
+        "shards": shard_files,
+        "source_key": source_key,
+        "target_key": target_key,
+        "seconds": round(time.perf_counter() - t0, 2),
+        **dict(metadata or {}),
+    }
+    if texts:
+        captions = sorted(texts, key=texts.__getitem__)
+        table = torch.cat([encode_source(source, captions[i : i + batch_size]) for i in range(0, len(captions), batch_size)])
+        atomic_save_safetensors({"src_table": table}, out / "src_table.safetensors")
+        manifest["captions"] = captions
+    with atomic_path(out / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    log.info("encoded %d examples into %s in %.1f s", n_done, out, manifest["seconds"])
+    return out
+
+
+class LatentDataset(Dataset):
+    """Training pairs ``{"z_src", "z_tgt"[, "label"]}`` read from a cache folder written by :func:`encode_dataset`.
+
+    ``z_tgt`` is drawn from the stored Gaussian at every access; a text condition picks one of the example's
+    captions at random. Indexing with an int returns one example; with a list or 1-d tensor of indices, a
+    whole batch at once (use it with ``DataLoader(ds, sampler=BatchSampler(...), batch_size=None)``, which
+    :meth:`loader` builds).
+
+    Arguments:
+        path: the cache folder (must hold ``manifest.json``).
+        sample_target: draw ``mean + std * eps``; ``False`` returns the mean.
+        condition_noise: standard deviation of Gaussian noise added to ``z_src`` at every access (0: none), a
+            regulariser when there are few distinct conditions (e.g. 80 captions for 60k images).
+    """
+
+    def __init__(self, path: PathLike, sample_target: bool = True, condition_noise: float = 0.0) -> None:
+        self.path = Path(path)
+        manifest_file = self.path / "manifest.json"
+        if not manifest_file.is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not a complete latent cache (no manifest.json); encode it with `net2net encode`"
+            )
+        self.manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        if self.manifest.get("format") != CACHE_FORMAT:
+            raise ValueError(f"{manifest_file}: format {self.manifest.get('format')!r}, expected {CACHE_FORMAT!r}")
+        shards = [load_file(self.path / name) for name in self.manifest["shards"]]
+        self.tensors = {k: torch.cat([s[k] for s in shards]) for k in shards[0]}
+        self.src_table: Tensor | None = None
+        if "src_index" in self.tensors:
+            self.src_table = load_file(self.path / "src_table.safetensors")["src_table"]
+            index = self.tensors["src_index"].long()
+            self.n_choices = (index >= 0).sum(1)  # (N,) captions per example
+            if bool((self.n_choices == 0).any()):
+                raise ValueError(f"{self.path}: some examples have no caption")
+        if condition_noise < 0:
+            raise ValueError(f"condition_noise must be >= 0, got {condition_noise}")
+        self.sample_target = sample_target
+        self.condition_noise = float(condition_noise)
+
+    def __len__(self) -> int:
+        return len(self.tensors["z_tgt_mean"])
+
+    @property
+    def src_shape(self) -> tuple[int, ...]:
+        """Shape of one condition ``z_src``."""
+        if self.src_table is not None:
+            return tuple(self.src_table.shape[1:])
+        return tuple(self.tensors["z_src"].shape[1:])
+
+    @property
+    def tgt_dim(self) -> int:
+        return int(self.tensors["z_tgt_mean"].shape[1])
+
+    def __getitem__(self, index: int | Sequence[int] | Tensor) -> dict[str, Tensor]:
+        single = isinstance(index, (int, np.integer))
+        idx = torch.as_tensor([index] if single else index, dtype=torch.long)
+        if idx.numel() and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
+            raise IndexError(f"index out of range for a latent cache of {len(self)} examples")
+        mean, std = self.tensors["z_tgt_mean"][idx], self.tensors["z_tgt_std"][idx]
+        z_tgt = mean + std * torch.randn_like(mean) if self.sample_target else mean
+        if self.src_table is not None:
+            # pick one valid caption per example: uniform over the first n_choices columns
+            pick = (torch.rand(len(idx)) * self.n_choices[idx]).long()  # (B,)
+            rows = self.tensors["src_index"][idx, pick].long()
+            z_src = self.src_table[rows]
+        else:
+            z_src = self.tensors["z_src"][idx]
+        if self.condition_noise > 0:
+            z_src = z_src + self.condition_noise * torch.randn_like(z_src)
+        out = {"z_src": z_src, "z_tgt": z_tgt}
+        if "label" in self.tensors:
+            out["label"] = self.tensors["label"][idx]
+        if single:
+            return {k: v[0] for k, v in out.items()}
+        return out
+
+    def loader(self, batch_size: int, shuffle: bool = True, drop_last: bool = True,
+               generator: torch.Generator | None = None) -> DataLoader:  # fmt: skip
+        """A DataLoader fetching whole batches with one indexing call each (no per-item Python overhead)."""
+        from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+        base = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+        drop = drop_last and len(self) > batch_size
+        return DataLoader(self, sampler=BatchSampler(base, batch_size, drop_last=drop), batch_size=None)
+
+    def __repr__(self) -> str:
+        return f"LatentDataset({str(self.path)!r}, n={len(self)}, src_shape={self.src_shape}, tgt_dim={self.tgt_dim})"
+
+
+def ensure_cache(
+    dataset: Dataset,
+    source: Any,
+    target: Any,
+    *,
+    name: str,
+    fingerprints: Callable[[], tuple[str, str]],
+    cache_dir: PathLike | None = None,
+    data_config: Mapping[str, Any] | None = None,
+    source_key: str = "image",
+    target_key: str = "image",
+    batch_size: int = 256,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """The cache folder of ``(dataset, source, target)``, encoding it first if it does not exist yet.
+
+    ``fingerprints()`` returns ``(source_fingerprint, target_fingerprint)``; it is a callable so that callers
+    can compute them lazily. Returns the folder.
+    """
+    src_fp, tgt_fp = fingerprints()
+    data_fp = dataset_fingerprint(dataset, data_config)
+    key = cache_key(src_fp, tgt_fp, data_fp, source_key, target_key)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = folder / f"{name}-{key}"
+    if (path / "manifest.json").is_file():
+        log.info("latent cache hit: %s", path)
+        return path
+    meta = {"source_fingerprint": src_fp, "target_fingerprint": tgt_fp, "data_fingerprint": data_fp,
+            "source": type(source).__name__, "target": type(target).__name__}  # fmt: skip
+    return encode_dataset(dataset, source, target, path, source_key=source_key, target_key=target_key,
+                          batch_size=batch_size, metadata=meta, progress=progress, device=device)  # fmt: skip
+
