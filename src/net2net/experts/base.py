@@ -33,6 +33,7 @@ __all__ = [
     "SourceExpert",
     "TargetExpert",
     "expert_fingerprint",
+    "describe_state_mismatch",
     "freeze",
     "hash_state_dict",
     "is_stochastic",
@@ -194,3 +195,39 @@ def expert_fingerprint(expert: object) -> str:
     if isinstance(expert, nn.Module):
         hash_state_dict(h, expert.state_dict())
     return h.hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def describe_state_mismatch(
+    expected: Mapping[str, Tensor], received: Mapping[str, Any], limit: int = 5
+) -> str:
+    """What differs between the state dict a model expects and the tensors a file holds; ``""`` if they fit.
+
+    ``received`` maps names to tensors or to shapes (e.g. read from a safetensors header without loading).
+    The text lists shape mismatches (up to ``limit``), then missing and unexpected keys with examples.
+
+    Example:
+        >>> describe_state_mismatch({"w": torch.zeros(2, 3)}, {"w": (3, 2), "b": (2,)})
+        "shape mismatch for 'w': expected (2, 3), received (3, 2); 1 unexpected key(s), e.g. 'b'"
+    """
+
+    def shape(v: Any) -> tuple[int, ...]:
+        return tuple(v.shape) if isinstance(v, Tensor) else tuple(v)
+
+    missing = [k for k in expected if k not in received]
+    unexpected = [k for k in received if k not in expected]
+    shapes = [
+        (k, tuple(expected[k].shape), shape(received[k]))
+        for k in expected
+        if k in received and tuple(expected[k].shape) != shape(received[k])
+    ]
+    problems = [f"shape mismatch for {k!r}: expected {e}, received {r}" for k, e, r in shapes[:limit]]
+    if len(shapes) > limit:
+        problems.append(f"and {len(shapes) - limit} more shape mismatches")
+    if missing:
+        problems.append(
+            f"{len(missing)} missing key(s), e.g. "
+            + ", ".join(f"{k!r} (expected shape {tuple(expected[k].shape)})" for k in missing[:3])
+        )
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. " + ", ".join(repr(k) for k in unexpected[:3]))
+    return "; ".join(problems)

@@ -51,6 +51,7 @@ from torch import Tensor, nn
 
 from ..autoencoder.encoder import DiagonalGaussian
 from ..images import atomic_path, atomic_save_safetensors
+from .base import describe_state_mismatch
 
 __all__ = [
     "CONFIG_NAME",
@@ -1170,23 +1171,9 @@ def _check_state(
     expected: Mapping[str, Tensor], received: Mapping[str, Tensor], source: str, what: str, arch: str
 ) -> None:
     """Raise a ValueError naming missing/unexpected keys and shape mismatches between two state dicts."""
-    missing = [k for k in expected if k not in received]
-    unexpected = [k for k in received if k not in expected]
-    shapes = [
-        (k, tuple(expected[k].shape), tuple(received[k].shape))
-        for k in expected
-        if k in received and tuple(expected[k].shape) != tuple(received[k].shape)
-    ]
-    if not (missing or unexpected or shapes):
-        return
-    problems = [f"shape mismatch for {k!r}: expected {e}, received {r}" for k, e, r in shapes[:5]]
-    if len(shapes) > 5:
-        problems.append(f"and {len(shapes) - 5} more shape mismatches")
-    if missing:
-        problems.append(f"{len(missing)} missing key(s), e.g. " + ", ".join(repr(k) for k in missing[:3]))
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s), e.g. " + ", ".join(repr(k) for k in unexpected[:3]))
-    raise ValueError(
-        f"{source}: the weights do not fit {arch}: " + "; ".join(problems) + f". Pass the {what} weights that "
-        "belong to this configuration (or the configuration that belongs to these weights)."
-    )
+    problems = describe_state_mismatch(expected, received)
+    if problems:
+        raise ValueError(
+            f"{source}: the weights do not fit {arch}: {problems}. Pass the {what} weights that belong to this "
+            "configuration (or the configuration that belongs to these weights)."
+        )

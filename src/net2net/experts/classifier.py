@@ -34,6 +34,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
+from .base import describe_state_mismatch
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "BasicBlock",
@@ -373,26 +375,6 @@ def read_classifier_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def _describe_mismatch(expected: dict[str, Tensor], received: dict[str, tuple[int, ...]], limit: int = 5) -> str:
-    missing = sorted(set(expected) - set(received))
-    unexpected = sorted(set(received) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(received) if tuple(expected[k].shape) != received[k])
-    parts = []
-    if missing:
-        parts.append(f"missing keys ({len(missing)}): {missing[:limit]}{' ...' if len(missing) > limit else ''}")
-    if unexpected:
-        parts.append(
-            f"unexpected keys ({len(unexpected)}): {unexpected[:limit]}{' ...' if len(unexpected) > limit else ''}"
-        )
-    if shapes:
-        parts.append(
-            "shape mismatches: "
-            + ", ".join(f"{k} expected {tuple(expected[k].shape)} received {received[k]}" for k in shapes[:limit])
-            + (" ..." if len(shapes) > limit else "")
-        )
-    return "; ".join(parts)
-
-
 def load_classifier(path: str | os.PathLike[str], architecture: dict[str, Any] | None = None) -> SmallResNet:
     """Rebuild a :class:`SmallResNet` from a file written by :func:`save_classifier`, frozen and in eval mode.
 
@@ -427,7 +409,7 @@ def load_classifier(path: str | os.PathLike[str], architecture: dict[str, Any] |
     expected = model.state_dict()
     with safe_open(str(path), framework="pt") as f:
         received = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        mismatch = _describe_mismatch(expected, received)
+        mismatch = describe_state_mismatch(expected, received)
         if mismatch:
             raise ValueError(
                 f"{path} does not hold weights of SmallResNet({architecture}): {mismatch}. "

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from ..autoencoder import Decoder, Encoder, build_autoencoder
 from ..autoencoder.encoder import check_image
 from ..config import instantiate_from_config
+from .base import describe_state_mismatch
 
 __all__ = [
     "ARCH_KEYS",
@@ -136,33 +137,13 @@ def _check_state(
     expected: Mapping[str, Tensor], received: Mapping[str, Tensor], source: str, what: str = "autoencoder"
 ) -> None:
     """Raise a ValueError naming missing/unexpected keys and shape mismatches between two state dicts."""
-    missing = [k for k in expected if k not in received]
-    unexpected = [k for k in received if k not in expected]
-    shapes = [
-        (k, tuple(expected[k].shape), tuple(received[k].shape))
-        for k in expected
-        if k in received and tuple(expected[k].shape) != tuple(received[k].shape)
-    ]
-    if not (missing or unexpected or shapes):
-        return
-    problems = []
-    for k, e, r in shapes[:5]:
-        problems.append(f"shape mismatch for {k!r}: expected {e}, received {r}")
-    if missing:
-        problems.append(
-            f"{len(missing)} missing key(s), e.g. "
-            + ", ".join(f"{k!r} (expected shape {tuple(expected[k].shape)})" for k in missing[:3])
+    problems = describe_state_mismatch(expected, received)
+    if problems:
+        raise ValueError(
+            f"{source}: the weights do not fit the {what} architecture: {problems}. The file was written for a "
+            "different architecture (image_size, in_channels, z_dim, preset) than the one its configuration "
+            "describes; retrain or pass the matching file."
         )
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s), e.g. " + ", ".join(repr(k) for k in unexpected[:3]))
-    more = f" (and {len(shapes) - 5} more shape mismatches)" if len(shapes) > 5 else ""
-    raise ValueError(
-        f"{source}: the weights do not fit the {what} architecture: "
-        + "; ".join(problems)
-        + more
-        + ". The file was written for a different architecture (image_size, in_channels, z_dim, preset) "
-        "than the one its configuration describes; retrain or pass the matching file."
-    )
 
 
 class AutoencoderTarget(nn.Module):
