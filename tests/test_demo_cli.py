@@ -46,4 +46,4 @@ def test_cli_help_and_bad_arguments(capsys) -> None:
 
 def test_console_script_is_installed() -> None:
     out = subprocess.run([sys.executable, "-m", "net2net.cli", "demo", "--help"], capture_output=True, text=True, check=True)
-    assert "label_to_digits.png" in out.stdout
+    assert "text_to_image.png" in out.stdout and "digits" in out.stdout

@@ -71,7 +71,7 @@ _BASE_CONFIG: dict[str, Any] = {
             "name": "text2image",
             "batch_size": 128,
             "source_key": "captions",
-            "condition_noise": 0.05,
+            "condition_noise": 0.0,
             "source": {"target": "net2net.experts.text.SentenceEncoder"},
             "target": {"target": "net2net.experts.target.load_autoencoder_target",
                        "params": {"path": "pretrained:fashion_mnist_autoencoder"}},
@@ -85,7 +85,7 @@ _BASE_CONFIG: dict[str, Any] = {
     },
     "seed": 0,
     "lightning": {
-        "trainer": {"max_steps": 3000, "val_check_interval": 1000, "check_val_every_n_epoch": None,
+        "trainer": {"max_steps": 4000, "val_check_interval": 1000, "check_val_every_n_epoch": None,
                     "limit_val_batches": 10, "num_sanity_val_steps": 0, "log_every_n_steps": 50},
         "callbacks": {"image_logger": {"params": {"every_n_steps": 1000, "max_images": 64, "scale": 2}},
                       "checkpoint": {"params": {"every_n_train_steps": 1000}}},
@@ -186,7 +186,7 @@ def run_text2image(
     Arguments:
         out_dir: where ``text_to_image.png``, ``text_to_image.safetensors`` and ``metrics.json`` go.
         run_dir: the training run folder (default: ``<cache>/runs/text2image-<config key>``, reused next time).
-        steps: training steps (default: the config's 3000).
+        steps: training steps (default: the config's 4000).
         seed: seed of training and sampling.
         samples_per_prompt: columns of the PNG.
         eval_samples: generated images per held-out phrasing for the accuracy and diversity.
