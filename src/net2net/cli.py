@@ -82,7 +82,7 @@ def _evaluate_autoencoder(args: argparse.Namespace) -> int:
         with torch.no_grad():
             rec = ae.decode(ae.encode_dist(images[:16])[0])
             smp = ae.decode(torch.randn(16, ae.z_dim, generator=torch.Generator().manual_seed(args.seed)))
-        grid = torch.cat([images[:16], rec.clamp(-1, 1), smp.clamp(-1, 1)]) * 0.5 + 0.5
+        grid = torch.cat([images[:16], rec.clamp(-1, 1), smp.clamp(-1, 1)])  # (48, C, H, W) in [-1, 1]
         save_png(make_grid(grid, nrow=16, scale=2), args.png)
     print(json.dumps(result, indent=2))
     return 0
@@ -105,7 +105,7 @@ def _translate(args: argparse.Namespace) -> int:
     g = torch.Generator().manual_seed(args.seed)
     images = model.translate(inputs, n=args.n, temperature=args.temperature, generator=g)  # (B, n, C, H, W)
     out = Path(args.out)
-    png = save_png(make_grid(images.flatten(0, 1) * 0.5 + 0.5, nrow=args.n, scale=2), out / "translations.png")
+    png = save_png(make_grid(images.flatten(0, 1), nrow=args.n, scale=2), out / "translations.png")
     atomic_save_safetensors({"images": images}, out / "translations.safetensors")
     print(json.dumps({"png": str(png), "tensors": str(out / "translations.safetensors"),
                       "shape": list(images.shape)}))  # fmt: skip
