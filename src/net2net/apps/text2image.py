@@ -144,12 +144,12 @@ def evaluate_text2image(
     """
     g = torch.Generator().manual_seed(seed)
     test = FashionMNIST(split="test")
-    real = torch.stack([test[i]["image"] for i in range(len(test))])
     labels = torch.tensor(test.labels)
     per_prompt, correct, total = [], torch.zeros(10), torch.zeros(10)
     for label, parts in FASHION_MNIST_CAPTIONS.items():
-        idx = torch.nonzero(labels == label).flatten()[:samples_per_caption]
-        real_div = float(mean_pairwise_distance(real[idx][None]).mean())
+        idx = torch.nonzero(labels == label).flatten()[:samples_per_caption].tolist()
+        real = torch.stack([test[i]["image"] for i in idx])  # only the images compared, not all 10k
+        real_div = float(mean_pairwise_distance(real[None]).mean())
         for caption in parts["held_out"]:
             images = model.translate([caption], n=samples_per_caption, generator=g)[0]  # (n, C, H, W)
             pred = classify(images).argmax(1)

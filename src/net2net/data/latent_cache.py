@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ __all__ = [
     "encode_dataset",
     "encode_source",
     "encode_target",
-    "ensure_cache",
 ]
 
 CACHE_FORMAT = "net2net.LatentCache/1"
@@ -363,38 +362,3 @@ class LatentDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"LatentDataset({str(self.path)!r}, n={len(self)}, src_shape={self.src_shape}, tgt_dim={self.tgt_dim})"
-
-
-def ensure_cache(
-    dataset: Dataset,
-    source: Any,
-    target: Any,
-    *,
-    name: str,
-    fingerprints: Callable[[], tuple[str, str]],
-    cache_dir: PathLike | None = None,
-    data_config: Mapping[str, Any] | None = None,
-    source_key: str = "image",
-    target_key: str = "image",
-    batch_size: int = 256,
-    progress: bool = True,
-    device: torch.device | str = "cpu",
-) -> Path:
-    """The cache folder of ``(dataset, source, target)``, encoding it first if it does not exist yet.
-
-    ``fingerprints()`` returns ``(source_fingerprint, target_fingerprint)``; it is a callable so that callers
-    can compute them lazily. Returns the folder.
-    """
-    src_fp, tgt_fp = fingerprints()
-    data_fp = dataset_fingerprint(dataset, data_config)
-    key = cache_key(src_fp, tgt_fp, data_fp, source_key, target_key)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = folder / f"{name}-{key}"
-    if (path / "manifest.json").is_file():
-        log.info("latent cache hit: %s", path)
-        return path
-    meta = {"source_fingerprint": src_fp, "target_fingerprint": tgt_fp, "data_fingerprint": data_fp,
-            "source": type(source).__name__, "target": type(target).__name__}  # fmt: skip
-    return encode_dataset(dataset, source, target, path, source_key=source_key, target_key=target_key,
-                          batch_size=batch_size, metadata=meta, progress=progress, device=device)  # fmt: skip
-

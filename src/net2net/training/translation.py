@@ -195,9 +195,6 @@ class TranslationDataModule(L.LightningDataModule):
             out["label"] = batch["label"]
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
     def decode(self, z: Tensor) -> Tensor:
         """Images of target codes (for image logs), on the target expert's device."""
         target = self.target
