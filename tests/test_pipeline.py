@@ -203,7 +203,10 @@ def test_cli_translate_and_encode(run_dir: Path, tmp_path: Path, capsys: pytest.
 def test_demo_config_matches_the_yaml_file() -> None:
     shipped = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "translation" / "text2image.yaml"))
     assert shipped == text2image_config()
-    assert text2image_config(steps=50)["lightning"]["trainer"]["max_steps"] == 50
+    short = text2image_config(steps=50)
+    assert short["lightning"]["trainer"]["max_steps"] == 50
+    assert short["model"]["params"]["optim"]["decay_steps"] == 50  # the cosine ends with the run
+    assert short["model"]["params"]["optim"]["warmup_steps"] == 12
     with pytest.raises(ValueError, match="steps"):
         text2image_config(steps=0)
 

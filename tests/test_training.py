@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -9,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from net2net.flows import ConditionalINN, nll
 from net2net.synthetic import LinearGaussian
-from net2net.training.cinn import CINNModule
+from net2net.training.cinn import CINNModule, load_cinn, save_cinn
 from net2net.training.optim import FlowOptimConfig, clip_gradients, learning_rate, make_optimizer
 
 
@@ -102,6 +105,24 @@ def test_learning_rate_recipe() -> None:
         make_optimizer([], cfg, 1)
 
 
+def test_cosine_decay_schedule() -> None:
+    p = torch.nn.Parameter(torch.zeros(3))
+    cfg = FlowOptimConfig(max_lr=1e-3, base_lr=1.0, warmup_steps=2, decay_steps=6, final_lr_fraction=0.1)
+    opt, sched = make_optimizer([p], cfg, 8)
+    lrs = []
+    for _ in range(9):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # warm-up 0.5, 1; cosine from the peak at step 2 to 0.1 of it at step 6; constant after
+    cos = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(5)]
+    assert lrs == pytest.approx([1e-3 * f for f in [0.5, 1.0, *cos, 0.1, 0.1]])
+    for bad in ({"decay_steps": 2, "warmup_steps": 2}, {"decay_steps": 10, "final_lr_fraction": 1.5},
+                {"warmup_steps": -1}):  # fmt: skip
+        with pytest.raises(ValueError, match="decay_steps|final_lr_fraction|warmup_steps"):
+            FlowOptimConfig(**bad)
+
+
 def test_gradient_clipping() -> None:
     p = torch.nn.Parameter(torch.zeros(4))
     p.grad = torch.full((4,), 10.0)
@@ -152,3 +173,12 @@ def test_lightning_module_trains_and_logs(tmp_path) -> None:
 def test_lightning_module_rejects_unknown_optim_keys() -> None:
     with pytest.raises(ValueError, match=r"optim: unknown keys \['lr'\]"):
         _module(lr=1.0)
+
+
+def test_load_cinn_rejects_weights_of_another_size(tmp_path: Path) -> None:
+    params = {"dim": 4, "cond_dim": 3, "n_blocks": 1, "hidden_dim": 8, "embedding_dim": 4}
+    tau = ConditionalINN(**params)
+    other = {"target": "net2net.flows.ConditionalINN", "params": {**params, "hidden_dim": 16}}
+    save_cinn(tau, other, tmp_path / "cinn.safetensors")  # config and weights disagree
+    with pytest.raises(ValueError, match="do not fit"):
+        load_cinn(tmp_path / "cinn.safetensors")

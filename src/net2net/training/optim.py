@@ -19,7 +19,9 @@ class FlowOptimConfig:
     The original recipe is Adam(betas=(0.5, 0.9), amsgrad=True) with a learning rate of
     ``base_lr * batch_size`` (times accumulation and devices). That linear rule diverges at large
     batches (batch 256 gives 1.15e-3 and the loss explodes within ~20 steps), so here the rate is
-    capped at ``max_lr``, reached by a linear warm-up, and gradients are clipped by norm.
+    capped at ``max_lr``, reached by a linear warm-up, and gradients are clipped by norm. With ``decay_steps``
+    the rate then follows a cosine from its peak down to ``final_lr_fraction`` of it at step ``decay_steps``
+    (and stays there): short runs such as the text-to-image demo converge further in the same steps.
     """
 
     base_lr: float = 4.5e-6  # per sample of the effective batch, as in the original code
@@ -27,8 +29,28 @@ class FlowOptimConfig:
     betas: tuple[float, float] = (0.5, 0.9)
     amsgrad: bool = True
     warmup_steps: int = 200  # linear warm-up from 0 to the learning rate
+    decay_steps: int | None = None  # cosine decay ends at this optimiser step; None keeps the rate constant
+    final_lr_fraction: float = 0.0  # rate at the end of the decay, as a fraction of the peak
     grad_clip: float | None = 100.0  # max global gradient norm; None disables clipping
     fused: bool | None = None  # fused Adam kernel; None picks it where the device supports it
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.decay_steps is not None and (isinstance(self.decay_steps, bool) or self.decay_steps <= self.warmup_steps):
+            raise ValueError(
+                f"decay_steps must be an int above warmup_steps={self.warmup_steps} (or None), got {self.decay_steps!r}"
+            )
+        if not 0.0 <= self.final_lr_fraction <= 1.0:
+            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the learning rate at optimiser step ``step`` (0-based): warm-up, then optional cosine."""
+        factor = 1.0 if self.warmup_steps == 0 else min(1.0, (step + 1) / self.warmup_steps)
+        if self.decay_steps is not None:
+            t = min(1.0, max(0.0, (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps)))
+            factor *= self.final_lr_fraction + (1.0 - self.final_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * t))
+        return factor
 
 
 def learning_rate(cfg: FlowOptimConfig, effective_batch_size: int) -> float:
@@ -41,7 +63,7 @@ def learning_rate(cfg: FlowOptimConfig, effective_batch_size: int) -> float:
 def make_optimizer(
     params: Iterable[nn.Parameter], cfg: FlowOptimConfig, effective_batch_size: int
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam with the recipe of :class:`FlowOptimConfig` and its warm-up schedule (step it every optimiser step)."""
+    """Adam with the recipe of :class:`FlowOptimConfig` and its schedule (step it every optimiser step)."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("make_optimizer: no trainable parameters")
@@ -51,8 +73,7 @@ def make_optimizer(
     opt = torch.optim.Adam(
         params, lr=learning_rate(cfg, effective_batch_size), betas=cfg.betas, amsgrad=cfg.amsgrad, fused=fused
     )
-    warmup = max(0, cfg.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 if warmup == 0 else min(1.0, (step + 1) / warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cfg.lr_factor)
     return opt, sched
 
 
