@@ -1,5 +1,5 @@
 """Evaluation metrics: FID with the standard Inception network, a fast domain FID on any features, PSNR,
-classifier accuracy and the diversity of translations."""
+classifier accuracy, the diversity of translations and the information a source determines about the target."""
 
 from .fid import (
     FID_INCEPTION_FILE,
@@ -12,18 +12,23 @@ from .fid import (
     find_fid_inception,
     frechet_distance,
 )
+from .information import InformationEstimate, fit_unconditional_flow, heldout_nll, information_estimate
 from .quality import classifier_accuracy, mean_pairwise_distance, psnr
 
 __all__ = [
     "FID_INCEPTION_FILE",
     "FID_INCEPTION_PACKAGE",
     "InceptionFeatures",
+    "InformationEstimate",
     "classifier_accuracy",
     "compute_fid",
     "domain_fid",
     "feature_statistics",
     "fid_from_features",
     "find_fid_inception",
+    "fit_unconditional_flow",
+    "heldout_nll",
+    "information_estimate",
     "frechet_distance",
     "mean_pairwise_distance",
     "psnr",

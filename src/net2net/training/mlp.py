@@ -1,0 +1,299 @@
+"""The deterministic baseline of the paper's ablation (supplementary Sec. E, Tab. S4): an MLP translator.
+
+The MLP translator replaces the cINN τ by a regression ``z_tgt ≈ f(H(z_src))``: the same kind of embedder H
+as the cINN (dense for flat conditions, convolutional for ``(C, H, W)`` ones) followed by a fully connected
+head, trained by mean squared error on the same ``(z_src, z_tgt)`` pairs. It predicts one code per condition
+(roughly the conditional mean), which is what the ablation contrasts with the cINN's samples.
+
+.. code-block:: yaml
+
+    model:
+      target: net2net.training.mlp.MLPTranslatorModule
+      params:
+        translator_config:
+          target: net2net.training.mlp.MLPTranslator
+          params: {dim: 64, cond_dim: 128, hidden_dim: 1024, depth: 2, embedding_dim: 128}
+        optim: {max_lr: 2.5e-4}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from ..config import instantiate_from_config
+from ..flows import ConvEmbedder, DenseEmbedder
+from ..flows.base import check_flat, check_tensor
+from ..images import atomic_save_safetensors
+from .optim import FlowOptimConfig, make_optimizer
+
+__all__ = ["MLP_FORMAT", "MLPTranslator", "MLPTranslatorModule", "load_mlp", "save_mlp"]
+
+MLP_FORMAT = "net2net.MLPTranslator/1"  # the "format" metadata entry of files written by save_mlp
+_TARGET = f"{__name__}.MLPTranslator"
+LRELU_SLOPE = 0.01
+
+
+class MLPTranslator(nn.Module):
+    """Deterministic translator ``z_tgt = f(H(z_src))``: embedder H, then an MLP head.
+
+    The head is ``Linear(embedding_dim -> hidden), LReLU, (depth - 1) x [Linear(hidden -> hidden), LReLU],
+    Linear(hidden -> dim)``; H is :class:`~net2net.flows.DenseEmbedder` for a flat condition (``cond_dim``) or
+    :class:`~net2net.flows.ConvEmbedder` for a spatial one (``cond_shape``), as in
+    :class:`~net2net.flows.ConditionalINN`.
+
+    Arguments:
+        dim: features of ``z_tgt``.
+        cond_dim: features of a flat ``z_src``; give this or ``cond_shape``.
+        hidden_dim: width of the head (and, by default, of the dense embedder).
+        depth: hidden layers of the head (at least 1).
+        embedding_dim: features of ``h = H(z_src)``.
+        cond_shape: ``(C, H, W)`` of a spatial ``z_src``.
+        embedder_hidden_dim: width of the dense embedder (defaults to ``hidden_dim``).
+        embedder_depth: hidden layers of the dense embedder.
+
+    Example:
+        >>> f = MLPTranslator(dim=8, cond_dim=3, hidden_dim=32, embedding_dim=4)
+        >>> f(torch.randn(5, 3)).shape
+        torch.Size([5, 8])
+        >>> f.sample(torch.randn(2, 3), n_samples=4).shape   # same contract as ConditionalINN.sample
+        torch.Size([2, 4, 8])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int | None = None,
+        hidden_dim: int = 1024,
+        depth: int = 2,
+        embedding_dim: int = 128,
+        cond_shape: Sequence[int] | None = None,
+        embedder_hidden_dim: int | None = None,
+        embedder_depth: int = 2,
+    ) -> None:
+        super().__init__()
+        if (cond_dim is None) == (cond_shape is None):
+            raise ValueError("give exactly one of cond_dim (flat condition) or cond_shape ((C, H, W) condition)")
+        sizes = {"dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim}
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MLPTranslator: {name} must be a positive int, got {value!r}")
+        self.dim, self.embedding_dim = dim, embedding_dim
+        self._params: dict[str, Any] = {
+            "dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim,
+            "embedder_hidden_dim": embedder_hidden_dim, "embedder_depth": embedder_depth,
+        }  # fmt: skip
+        self.cond_shape: tuple[int, ...]
+        if cond_shape is not None:
+            self.cond_shape = tuple(int(s) for s in cond_shape)
+            self.embedder: nn.Module = ConvEmbedder(self.cond_shape, embedding_dim)  # type: ignore[arg-type]
+            self._params["cond_shape"] = list(self.cond_shape)
+        else:
+            self.cond_shape = (int(cond_dim),)  # type: ignore[arg-type]
+            self.embedder = DenseEmbedder(self.cond_shape[0], embedding_dim, embedder_hidden_dim or hidden_dim,
+                                          embedder_depth)  # fmt: skip
+            self._params["cond_dim"] = self.cond_shape[0]
+        layers: list[nn.Module] = [nn.Linear(embedding_dim, hidden_dim), nn.LeakyReLU(LRELU_SLOPE)]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(hidden_dim, hidden_dim), nn.LeakyReLU(LRELU_SLOPE)]
+        layers.append(nn.Linear(hidden_dim, dim))
+        self.head = nn.Sequential(*layers)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The ``target``/``params`` block that builds this translator (stored by :func:`save_mlp`)."""
+        return {"target": _TARGET, "params": dict(self._params)}
+
+    def _check_cond(self, z_src: Tensor) -> None:
+        check_tensor(z_src, self.cond_shape, "z_src")
+        expected = next(self.parameters()).dtype
+        if z_src.dtype != expected:
+            raise TypeError(f"z_src: expected dtype {expected} (the model's), got {z_src.dtype}; use .to({expected})")
+
+    def embed(self, z_src: Tensor) -> Tensor:
+        """The embedding ``h = H(z_src)``, ``(B, embedding_dim)``."""
+        self._check_cond(z_src)
+        return self.embedder(z_src)
+
+    def forward(self, z_src: Tensor) -> Tensor:
+        """The predicted target code, ``(B, *cond_shape) -> (B, dim)``."""
+        return self.head(self.embed(z_src))
+
+    def sample(
+        self,
+        z_src: Tensor,
+        n_samples: int = 1,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The shape contract of :meth:`ConditionalINN.sample <net2net.flows.ConditionalINN.sample>`:
+        ``(B, n_samples, dim)``. The translator is deterministic, so the ``n_samples`` rows of a condition
+        are equal; ``temperature`` and ``generator`` are accepted for drop-in use and have no effect."""
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be non-negative, got {temperature}")
+        z = self(z_src)  # (B, D)
+        return z.unsqueeze(1).repeat(1, n_samples, 1)  # (B, D) -> (B, n, D), its own memory
+
+
+def _optim_config(optim: Mapping[str, Any] | None) -> FlowOptimConfig:
+    known = {f.name for f in fields(FlowOptimConfig)}
+    unknown = set(optim or {}) - known
+    if unknown:
+        raise ValueError(f"model.params.optim: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+    cfg = FlowOptimConfig(**dict(optim or {}))
+    if isinstance(cfg.betas, list):
+        cfg.betas = tuple(cfg.betas)  # type: ignore[assignment]
+    return cfg
+
+
+class MLPTranslatorModule(L.LightningModule):
+    """Train an :class:`MLPTranslator` on batches ``{"z_src": (B, ...), "z_tgt": (B, D)}`` by mean squared error.
+
+    Logs ``train/mse`` (mean over samples and dimensions), ``train/loss`` (the same) and ``train/ref_mse``
+    (the batch's per-dimension variance of ``z_tgt``: what predicting the batch mean would score), and the same
+    on the validation set. The optimiser is the cINN's recipe (:class:`~net2net.training.optim.FlowOptimConfig`).
+
+    Arguments:
+        translator_config: ``target``/``params`` block of the translator (:class:`MLPTranslator`).
+        optim: fields of :class:`~net2net.training.optim.FlowOptimConfig`.
+        batch_size: the per-device batch size, used to scale the learning rate.
+    """
+
+    def __init__(
+        self, translator_config: Mapping[str, Any], optim: Mapping[str, Any] | None = None, batch_size: int = 25
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        translator = instantiate_from_config(translator_config, key="model.params.translator_config")
+        if not isinstance(translator, MLPTranslator):
+            raise TypeError(
+                f"model.params.translator_config: expected a block building {_TARGET}, got {type(translator).__name__}"
+            )
+        self.translator: MLPTranslator = translator
+        self.optim_cfg = _optim_config(optim)
+        self.batch_size = batch_size
+
+    def forward(self, z_src: Tensor) -> Tensor:
+        return self.translator(z_src)
+
+    def _step(self, batch: Mapping[str, Tensor], stage: str) -> Tensor:
+        z_src, z_tgt = batch["z_src"], batch["z_tgt"]
+        check_flat(z_tgt, self.translator.dim, "z_tgt")
+        pred = self.translator(z_src)  # (B, D)
+        if pred.shape[0] != z_tgt.shape[0]:
+            raise ValueError(f"batch sizes differ: z_src has {pred.shape[0]} rows, z_tgt has {z_tgt.shape[0]}")
+        loss = F.mse_loss(pred, z_tgt)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{stage}: the MSE is not finite ({loss.item()}); lower the learning rate")
+        on_step = stage == "train"
+        self.log_dict(
+            {
+                f"{stage}/loss": loss,
+                f"{stage}/mse": loss,
+                f"{stage}/ref_mse": z_tgt.detach().var(0, unbiased=False).mean(),
+            },
+            on_step=on_step,
+            on_epoch=not on_step,
+            prog_bar=on_step,
+            batch_size=z_tgt.shape[0],
+            sync_dist=not on_step,
+        )
+        return loss
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
+        if not self._actnorm_ready():
+            return None  # the sanity check runs before the first training batch initialises a conv embedder's ActNorm
+        return self._step(batch, "val")
+
+    def _actnorm_ready(self) -> bool:
+        buffers = (getattr(m, "initialized", None) for m in self.translator.modules())
+        return all(bool(b) for b in buffers if isinstance(b, Tensor))
+
+    # -- image logs (ImageLogger) ----------------------------------------------------------------------
+    image_grid_nrow = 2  # per condition: the decoded target code, then the decoded prediction
+
+    @torch.no_grad()
+    def log_images(
+        self, batch: Mapping[str, Tensor], max_images: int = 8, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """One row per condition: the decoded target code ``z_tgt`` of the pair and the decoded prediction.
+
+        Needs a data module with ``decode(z)`` (:class:`net2net.training.translation.TranslationDataModule`);
+        returns ``{}`` otherwise. ``generator`` is unused (the translator is deterministic).
+        """
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if not hasattr(dm, "decode"):
+            return {}
+        rows = max(1, max_images // self.image_grid_nrow)
+        z_src, z_tgt = batch["z_src"][:rows], batch["z_tgt"][:rows]
+        codes = torch.stack([z_tgt, self.translator(z_src)], dim=1)  # (R, 2, D)
+        images = dm.decode(codes.flatten(0, 1))  # (R * 2, C, H, W)
+        return {"translations": images.clamp(-1, 1)}
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        devices = max(1, self.trainer.world_size) if self._trainer is not None else 1
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+        effective_batch = self.batch_size * devices * accumulate
+        opt, sched = make_optimizer(self.translator.parameters(), self.optim_cfg, effective_batch)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        clip = gradient_clip_val if gradient_clip_val is not None else self.optim_cfg.grad_clip
+        if clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+
+
+def save_mlp(
+    model: MLPTranslator, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write the translator's weights and buffers to a safetensors file, atomically, with the ``target``/``params``
+    block that builds it (:attr:`MLPTranslator.config`) in the metadata.
+
+    Unlike :func:`~net2net.training.cinn.save_cinn` the configuration is taken from the model itself, so it
+    cannot disagree with the weights.
+    """
+    if not isinstance(model, MLPTranslator):
+        raise TypeError(f"save_mlp: expected an MLPTranslator, got {type(model).__name__}")
+    meta = {**dict(metadata or {}), "format": MLP_FORMAT, "config": json.dumps(model.config)}
+    return atomic_save_safetensors(model.state_dict(), path, metadata=meta)
+
+
+def load_mlp(path: str | os.PathLike[str]) -> MLPTranslator:
+    """Rebuild a translator written by :func:`save_mlp` (safetensors and JSON only, no unpickling), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no MLP translator weights at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != MLP_FORMAT:
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {MLP_FORMAT!r} (a file from save_mlp)")
+    config = json.loads(meta["config"])
+    if config.get("target") != _TARGET:
+        raise ValueError(f"{path}: config target {config.get('target')!r}, expected {_TARGET!r}")
+    model = MLPTranslator(**config.get("params", {}))  # built directly: no import of a target named in the file
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as err:  # missing or unexpected keys, or a size mismatch
+        raise ValueError(f"{path}: the weights do not fit the translator of its config: {err}") from err
+    return model.eval()
