@@ -1,4 +1,4 @@
-"""Command-line interface: ``net2net demo | train | encode | translate | evaluate-autoencoder``."""
+"""Command-line interface: ``net2net demo | train | report | encode | translate | evaluate-autoencoder``."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def _demo(args: argparse.Namespace) -> int:
         from .apps.text2image import run_text2image
 
         metrics = run_text2image(out_dir=args.out, run_dir=args.run_dir, steps=args.steps, seed=args.seed,
-                                 retrain=args.retrain)  # fmt: skip
+                                 retrain=args.retrain, temperature=args.temperature)  # fmt: skip
         keys = ("png", "held_out_accuracy", "accuracy_per_class", "diversity_mean", "diversity_real_mean",
-                "trained_now", "train_seconds", "run_dir")  # fmt: skip
+                "by_temperature", "trained_now", "train_seconds", "run_dir")  # fmt: skip
     print(json.dumps({k: metrics[k] for k in keys}, indent=2))
     return 0
 
@@ -112,6 +112,21 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .training.compute import compute_table, find_compute_records
+
+    try:
+        records = find_compute_records(args.run_dirs or [args.root])
+    except FileNotFoundError as e:
+        print(f"net2net report: {e}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"net2net report: no compute.json under {', '.join(args.run_dirs or [args.root])}", file=sys.stderr)
+        return 1
+    print(compute_table(records))
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from .training.run import ConfigError, train_from_config
 
@@ -162,6 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--accelerator", default=None, help="cpu, gpu or auto")
     train.add_argument("--accumulate", type=int, default=None, help="gradient accumulation steps")
     train.set_defaults(func=_train)
+
+    report = sub.add_parser(
+        "report",
+        help="table of training compute: hours, energy (kWh), CO2 (kg) and cost per run, as Tab. S1 of the paper",
+        description="Print a Markdown table with one row per run (hardware, training hours, energy in kWh, CO2 in "
+        "kg, cost) and a total row, from the compute.json files that `net2net train` writes (codecarbon, offline) "
+        "in and under the given folders. The measurement column says how energy was obtained: 'meter' (RAPL, "
+        "NVML or AMD SMI readable) or 'estimated from N W' (no meter: N W, ComputeTracker's fallback_power_w, "
+        "times the wall time). Set a run's country, price and fallback power with train overrides such as "
+        "lightning.callbacks.compute.params.price_per_kwh=0.25 (likewise country_iso_code=FRA, currency, "
+        "fallback_power_w); see net2net.training.compute.",
+    )
+    report.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders, searched recursively")
+    report.add_argument("--root", default="runs", help="searched when no RUN_DIR is given (default: %(default)s)")
+    report.set_defaults(func=_report)
 
     encode = sub.add_parser(
         "encode",
@@ -220,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=None, help="training steps (default: the task's)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--retrain", action="store_true", help="train again even if a trained model exists")
+    demo.add_argument("--temperature", type=float, default=1.0,
+                      help="text2image: sampling temperature of the PNG, v ~ N(0, T^2 I) (default: %(default)s)")
     demo.set_defaults(func=_demo)
     return parser
 

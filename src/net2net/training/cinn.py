@@ -154,7 +154,10 @@ def load_cinn(path: str | os.PathLike[str]) -> ConditionalINN:
     flow_config = json.loads(meta["flow_config"])
     tau = instantiate_from_config(flow_config, key=f"{path}:flow_config")
     state = load_file(str(path))
-    missing, unexpected = tau.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = tau.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of the wrong size (strict=False only tolerates missing/extra keys)
+        raise ValueError(f"{path}: the weights do not fit the flow of its flow_config: {e}") from e
     if missing or unexpected:
         raise ValueError(
             f"{path}: the weights do not fit the flow of its flow_config: missing {missing[:3]}, unexpected {unexpected[:3]}"

@@ -22,10 +22,12 @@ A run writes into its log folder (default ``runs/<stem of the first config>``)::
     logs/version_N/metrics.csv     scalars of the N-th call (CSVLogger)
     autoencoder.safetensors        encoder + decoder weights with the architecture as JSON metadata
     cinn.safetensors               (cINN runs) τ's weights and ActNorm state, its flow config as JSON metadata
+    mlp.safetensors                (MLP translator baseline runs) its weights and config
     summary.json                   steps, wall time and seconds per step of the latest call
+    compute.json                   time, energy, CO2 and cost of the calls since step 0 (see training/compute.py)
 
-Resuming: ``last.ckpt`` is written every ``every_n_train_steps`` and once more at the end of every call (also after
-Ctrl-C, which Lightning turns into a graceful stop), so it holds the final step. When it exists (and ``resume`` is
+Resuming: ``last.ckpt`` is written every ``every_n_train_steps`` and once more at the end of every call, so it holds
+the final step; after Ctrl-C (on which Lightning exits the process) a single-process run writes it before exiting. When it exists (and ``resume`` is
 true), the run continues from it: weights, both optimiser states, ``global_step`` and the callbacks' states are
 restored, so ``max_steps`` is the *total* number of steps; a call that already reached it trains nothing and only
 re-exports the weights. The data order is not restored (the interrupted epoch starts over with a new shuffle).
@@ -68,6 +70,10 @@ DEFAULT_CALLBACKS: dict[str, dict[str, Any]] = {
     "checkpoint": {
         "target": "lightning.pytorch.callbacks.ModelCheckpoint",
         "params": {"every_n_train_steps": 500, "save_top_k": 1, "filename": "{step:06d}"},
+    },
+    "compute": {  # time, energy, CO2 and cost of the training loop (codecarbon, offline) -> compute.json
+        "target": "net2net.training.compute.ComputeTracker",
+        "params": {"country_iso_code": "DEU", "price_per_kwh": 0.30, "currency": "EUR", "fallback_power_w": 100.0},
     },
 }
 # Trainer arguments that train_from_config owns: the log folder, logger and checkpointing make resuming work.
@@ -157,9 +163,11 @@ def _callbacks(cfg: DictConfig, log_dir: Path) -> list[L.Callback]:
 
 
 class _StepTimer(L.Callback):
-    """Steps and wall time of the training loop proper (without setup, checkpoint loading and the export)."""
+    """Steps and wall time of the training loop proper (without setup, checkpoint loading and the export); on
+    Ctrl-C of a single-process run it also writes ``last_ckpt``, which Lightning's exit would otherwise skip."""
 
-    def __init__(self) -> None:
+    def __init__(self, last_ckpt: Path | None = None) -> None:
+        self.last_ckpt = last_ckpt
         self.start_step: int | None = None
         self.seconds = 0.0
         self._t0 = 0.0
@@ -182,6 +190,15 @@ class _StepTimer(L.Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self.saved_steps.add(int(checkpoint.get("global_step", -1)))
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # Lightning exits the process after a KeyboardInterrupt: save the steps done since the last checkpoint
+        # (single process only: under DDP every rank would have to take part in the save)
+        if not isinstance(exception, KeyboardInterrupt) or self.last_ckpt is None or trainer.world_size > 1:
+            return
+        if self.start_step is not None and trainer.global_step > self.start_step and trainer.global_step not in self.saved_steps:
+            trainer.save_checkpoint(self.last_ckpt, weights_only=False)
+            log.warning("interrupted at step %d: saved %s (the next call resumes from it)", trainer.global_step, self.last_ckpt)
+
 
 def _save_config(cfg: DictConfig, path: Path) -> None:
     with atomic_path(path) as tmp:
@@ -190,7 +207,13 @@ def _save_config(cfg: DictConfig, path: Path) -> None:
 
 def _export(model: L.LightningModule, log_dir: Path, global_step: int) -> Path | None:
     """Write ``autoencoder.safetensors`` for modules with an encoder and a decoder, ``cinn.safetensors`` for modules
-    with a cINN ``tau`` (others: nothing)."""
+    with a cINN ``tau``, ``mlp.safetensors`` for the MLP translator baseline (others: nothing)."""
+    from .mlp import MLPTranslatorModule
+
+    if isinstance(model, MLPTranslatorModule):
+        from .mlp import save_mlp
+
+        return save_mlp(model.translator, log_dir / "mlp.safetensors", {"global_step": str(global_step)})
     if hasattr(model, "tau") and "flow_config" in getattr(model, "hparams", {}):
         from .cinn import save_cinn
 
@@ -270,7 +293,7 @@ def train_from_config(
     elif ckpt.is_file():
         log.info("not resuming: %s will be overwritten by this run", ckpt)
     logger = CSVLogger(save_dir=str(log_dir), name="logs")
-    timer = _StepTimer()
+    timer = _StepTimer(ckpt)
     try:
         trainer = L.Trainer(
             **trainer_kwargs, default_root_dir=str(log_dir), logger=logger, callbacks=[*callbacks, timer]
@@ -294,8 +317,8 @@ def train_from_config(
                     ckpt_path=ckpt_path, weights_only=True)  # fmt: skip
     wall = time.perf_counter() - start
     # ModelCheckpoint writes last.ckpt only every every_n_train_steps; make it hold the final state, so that a
-    # resumed run continues exactly where this one stopped (also after Ctrl-C, which Lightning turns into a
-    # graceful stop). Written atomically, like every Lightning checkpoint.
+    # resumed run continues exactly where this one stopped (after Ctrl-C, _StepTimer.on_exception does this).
+    # Written atomically, like every Lightning checkpoint.
     if timer.start_step is not None and trainer.global_step > timer.start_step:
         if trainer.global_step not in timer.saved_steps:
             trainer.save_checkpoint(ckpt, weights_only=False)
