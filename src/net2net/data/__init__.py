@@ -23,6 +23,7 @@ from .fashion_mnist import (
 from .folder import IMAGE_EXTENSIONS, ImageFolder, find_images
 from .idx import read_idx
 from .latent_cache import LatentDataset, encode_dataset
+from .subset import Subset
 
 __all__ = [
     "DATASETS",
@@ -41,6 +42,7 @@ __all__ = [
     "ImageFolder",
     "LatentDataset",
     "MNIST5k",
+    "Subset",
     "dcgan_face_weights_path",
     "encode_dataset",
     "find_fashion_mnist",

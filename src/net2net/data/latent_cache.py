@@ -77,7 +77,8 @@ def _update_array(h: Any, value: Any) -> None:
 
 def dataset_fingerprint(dataset: Dataset, config: Mapping[str, Any] | None = None) -> str:
     """A short digest identifying a dataset: its type, length, configuration and, where it keeps them in
-    memory (``images``, ``labels``, ``captions`` attributes, also of a wrapped ``dataset``), its contents.
+    memory (``images``, ``labels``, ``captions``, ``indices`` attributes, also of a wrapped ``dataset``), its
+    contents.
 
     Example:
         >>> from net2net.data import Digits
@@ -93,7 +94,7 @@ def dataset_fingerprint(dataset: Dataset, config: Mapping[str, Any] | None = Non
         for attr in ("size", "channels", "split"):
             if attr in vars(layer):
                 h.update(f"{attr}={vars(layer)[attr]}".encode())
-        for attr in ("images", "labels"):
+        for attr in ("images", "labels", "indices"):
             if isinstance(vars(layer).get(attr), (np.ndarray, Tensor)):
                 _update_array(h, vars(layer)[attr])
         if isinstance(vars(layer).get("captions"), Mapping):
