@@ -113,7 +113,12 @@ def text2image_config(steps: int | None = None, seed: int | None = None) -> dict
 
 
 def _key(cfg: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    """Digest of the config and of the target autoencoder's weights (new shipped weights -> a new run)."""
+    from ..pretrained import resolve_weights
+
+    weights = resolve_weights(cfg["data"]["params"]["target"]["params"]["path"])
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else "missing"
+    return hashlib.sha256(json.dumps([cfg, digest], sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _labelled_grid(images: torch.Tensor, labels: Sequence[str], scale: int = 2, label_width: int = 300) -> Image.Image:

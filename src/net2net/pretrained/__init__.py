@@ -1,7 +1,7 @@
 """Small trained weights shipped with the package, and the ``pretrained:NAME`` references that point at them.
 
 The text-to-image main job and the experiments reuse two experts trained here on Fashion-MNIST; training
-them takes about 35 minutes on 2 CPU cores, so the package ships their weights (float32 safetensors,
+them takes about 75 minutes on 2 CPU cores, so the package ships their weights (float32 safetensors,
 a few MB). ``scripts/make_pretrained.sh`` rebuilds both files from scratch with the commands listed in
 :data:`PRETRAINED` (their results are in ``docs/autoencoder.md``).
 
