@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .base import SequentialFlow, check_flat, check_tensor
 from .coupling import ConditionalAffineCoupling
-from .embedder import ConvEmbedder, DenseEmbedder
+from .embedder import build_embedder
 from .layers import ActNorm, FixedPermutation
 
 __all__ = ["ConditionalINN", "UnconditionalFlow", "build_blocks"]
@@ -90,18 +90,12 @@ class ConditionalINN(_FlowMixin):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if (cond_dim is None) == (cond_shape is None):
-            raise ValueError("give exactly one of cond_dim (flat condition) or cond_shape ((C, H, W) condition)")
         if not isinstance(dim, int) or dim < 2:
             raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
         self.dim, self.embedding_dim = dim, embedding_dim
-        self.cond_shape: tuple[int, ...]
-        if cond_shape is not None:
-            self.cond_shape = tuple(int(s) for s in cond_shape)
-            self.embedder: nn.Module = ConvEmbedder(self.cond_shape, embedding_dim)  # type: ignore[arg-type]
-        else:
-            self.cond_shape = (int(cond_dim),)  # type: ignore[arg-type]
-            self.embedder = DenseEmbedder(self.cond_shape[0], embedding_dim, embedder_hidden_dim or hidden_dim, embedder_depth)
+        self.embedder, self.cond_shape = build_embedder(
+            embedding_dim, cond_dim, cond_shape, embedder_hidden_dim or hidden_dim, embedder_depth
+        )
         self.flow = build_blocks(dim, embedding_dim, n_blocks, hidden_dim, hidden_depth, alpha, seed)
 
     def _check_pair(self, z: Tensor, z_src: Tensor, name: str) -> None:

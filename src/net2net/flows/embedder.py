@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from .layers import ActNorm
 
-__all__ = ["DenseEmbedder", "ConvEmbedder"]
+__all__ = ["DenseEmbedder", "ConvEmbedder", "build_embedder"]
 
 
 class DenseEmbedder(nn.Module):
@@ -86,3 +88,22 @@ class ConvEmbedder(nn.Module):
     def forward(self, c: Tensor) -> Tensor:
         f = self.features(c)
         return self.head(f.flatten(1))  # (B, C', H', W') -> (B, C'*H'*W') -> (B, embedding_dim)
+
+
+def build_embedder(
+    embedding_dim: int,
+    cond_dim: int | None = None,
+    cond_shape: Sequence[int] | None = None,
+    hidden_dim: int = 1024,
+    depth: int = 2,
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """The embedder H for a flat (``cond_dim``) or spatial (``cond_shape`` = ``(C, H, W)``) condition, and the
+    shape of one condition: :class:`DenseEmbedder` (``hidden_dim`` wide, ``depth`` hidden layers) or
+    :class:`ConvEmbedder`."""
+    if (cond_dim is None) == (cond_shape is None):
+        raise ValueError("give exactly one of cond_dim (flat condition) or cond_shape ((C, H, W) condition)")
+    if cond_shape is not None:
+        shape = tuple(int(s) for s in cond_shape)
+        return ConvEmbedder(shape, embedding_dim), shape  # type: ignore[arg-type]
+    shape = (int(cond_dim),)  # type: ignore[arg-type]
+    return DenseEmbedder(shape[0], embedding_dim, hidden_dim, depth), shape

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .base import InvertibleModule
 
-__all__ = ["ActNorm", "FixedPermutation"]
+__all__ = ["ActNorm", "FixedPermutation", "actnorm_ready"]
 
 
 class ActNorm(InvertibleModule):
@@ -117,3 +117,8 @@ class FixedPermutation(InvertibleModule):
 
     def inverse(self, z: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return z[:, self.inv_perm], z.new_zeros(z.shape[0])
+
+
+def actnorm_ready(module: nn.Module) -> bool:
+    """Whether every :class:`ActNorm` inside ``module`` has done its data-dependent initialisation."""
+    return all(bool(m.initialized) for m in module.modules() if isinstance(m, ActNorm))

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from ..config import instantiate_from_config
 from ..flows import ConditionalINN, nll
+from ..flows.layers import actnorm_ready
 from ..images import atomic_save_safetensors
 from .optim import FlowOptimConfig, make_optimizer
 
@@ -81,12 +82,9 @@ class CINNModule(L.LightningModule):
         return self._step(batch, "train")
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
-        if not self._actnorm_ready():
+        if not actnorm_ready(self.tau):
             return None  # Lightning's sanity check runs before the first training batch initialises ActNorm
         return self._step(batch, "val")
-
-    def _actnorm_ready(self) -> bool:
-        return all(bool(m.initialized) for m in self.tau.modules() if isinstance(getattr(m, "initialized", None), Tensor))
 
     # -- image logs (ImageLogger) ----------------------------------------------------------------------
     n_log_samples = 6  # translations per condition in the image logs

@@ -33,7 +33,8 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..config import instantiate_from_config
-from ..flows import ConvEmbedder, DenseEmbedder
+from ..flows.embedder import build_embedder
+from ..flows.layers import actnorm_ready
 from ..flows.base import check_flat, check_tensor
 from ..images import atomic_save_safetensors
 from .optim import FlowOptimConfig, make_optimizer
@@ -83,8 +84,6 @@ class MLPTranslator(nn.Module):
         embedder_depth: int = 2,
     ) -> None:
         super().__init__()
-        if (cond_dim is None) == (cond_shape is None):
-            raise ValueError("give exactly one of cond_dim (flat condition) or cond_shape ((C, H, W) condition)")
         sizes = {"dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim}
         for name, value in sizes.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -94,15 +93,12 @@ class MLPTranslator(nn.Module):
             "dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim,
             "embedder_hidden_dim": embedder_hidden_dim, "embedder_depth": embedder_depth,
         }  # fmt: skip
-        self.cond_shape: tuple[int, ...]
+        self.embedder, self.cond_shape = build_embedder(
+            embedding_dim, cond_dim, cond_shape, embedder_hidden_dim or hidden_dim, embedder_depth
+        )
         if cond_shape is not None:
-            self.cond_shape = tuple(int(s) for s in cond_shape)
-            self.embedder: nn.Module = ConvEmbedder(self.cond_shape, embedding_dim)  # type: ignore[arg-type]
             self._params["cond_shape"] = list(self.cond_shape)
         else:
-            self.cond_shape = (int(cond_dim),)  # type: ignore[arg-type]
-            self.embedder = DenseEmbedder(self.cond_shape[0], embedding_dim, embedder_hidden_dim or hidden_dim,
-                                          embedder_depth)  # fmt: skip
             self._params["cond_dim"] = self.cond_shape[0]
         layers: list[nn.Module] = [nn.Linear(embedding_dim, hidden_dim), nn.LeakyReLU(LRELU_SLOPE)]
         for _ in range(depth - 1):
@@ -217,13 +213,9 @@ class MLPTranslatorModule(L.LightningModule):
         return self._step(batch, "train")
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
-        if not self._actnorm_ready():
+        if not actnorm_ready(self.translator):
             return None  # the sanity check runs before the first training batch initialises a conv embedder's ActNorm
         return self._step(batch, "val")
-
-    def _actnorm_ready(self) -> bool:
-        buffers = (getattr(m, "initialized", None) for m in self.translator.modules())
-        return all(bool(b) for b in buffers if isinstance(b, Tensor))
 
     # -- image logs (ImageLogger) ----------------------------------------------------------------------
     image_grid_nrow = 2  # per condition: the decoded target code, then the decoded prediction
