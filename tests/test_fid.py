@@ -148,3 +148,39 @@ def test_inception_network_loads_and_embeds() -> None:
     assert torch.equal(x, net.preprocess(images.expand(-1, 3, -1, -1)))
     with pytest.raises(ValueError, match=r"\(N, 1 or 3, H, W\)"):
         net(torch.zeros(2, 2, 28, 28))
+
+
+class _ClassifierPool(nn.Module):
+    """The shipped classifier's pooled features as a torchmetrics feature extractor (inputs in [0, 1])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from net2net.experts.classifier import load_classifier
+
+        self.net = load_classifier("pretrained:fashion_mnist_classifier")
+        self.num_features = 64
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net.features(x.float() * 2 - 1, ["pool"])["pool"].double()
+
+
+def test_domain_fid_matches_torchmetrics_on_real_images() -> None:
+    """The domain FID of the experiments (classifier features of Fashion-MNIST images) equals torchmetrics' FID with
+    the same feature extractor: the Fréchet distance the results pages report is the standard one."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from net2net.data import FashionMNIST
+
+    test = FashionMNIST(split="test")
+    real = torch.stack([test[i]["image"] for i in range(400)])  # (400, 1, 28, 28) in [-1, 1]
+    other = torch.stack([test[i]["image"] for i in range(400, 800)])
+    blurred = torch.nn.functional.avg_pool2d(other, 3, stride=1, padding=1)  # a degraded set: a larger distance
+    extractor = _ClassifierPool()
+    for images, lo in ((other, 0.0), (blurred, 1.0)):
+        metric = FrechetInceptionDistance(feature=extractor, normalize=True)
+        metric.update((real + 1) / 2, real=True)
+        metric.update((images + 1) / 2, real=False)
+        reference = float(metric.compute())
+        ours = domain_fid(images, real, lambda x: extractor.net.features(x, ["pool"])["pool"])
+        assert ours == pytest.approx(reference, rel=2e-3, abs=1e-3)
+        assert ours > lo

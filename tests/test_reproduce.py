@@ -39,4 +39,23 @@ def test_diagnosis_tiny_run_writes_its_page(tmp_path: Path, monkeypatch: pytest.
 
 def test_reproduce_rejects_unknown_names() -> None:
     with pytest.raises(ValueError, match="unknown experiment"):
-        reproduce("superres")
+        reproduce("nonexistent")
+
+
+def test_compute_page_lists_the_runs_and_times(tmp_path: Path) -> None:
+    from net2net.reproduce import write_compute_page
+
+    runs = []
+    for i, name in enumerate(["diagnosis-last-cinn-abc", "superres-lowres-ae-def"]):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        record = {"hours": 0.5 * (i + 1), "energy_kwh": 0.05 * (i + 1), "co2_kg": 0.02 * (i + 1), "cost": 0.015 * (i + 1),
+                  "currency": "EUR", "hardware": "2 CPU cores", "measurement": "fallback 100 W"}  # fmt: skip
+        (run / "compute.json").write_text(json.dumps(record))
+        runs.append(run)
+    runs.append(tmp_path / "runs" / "never-trained")  # no record: left out, not an error
+    page = write_compute_page(tmp_path / "results", runs, {"diagnosis": 600.0, "superres": 300.0}, quick=True)
+    text = page.read_text()
+    assert "reproduce all --quick" in text and "| diagnosis | 10.0 |" in text and "| **total** | 15.0 |" in text
+    assert "diagnosis-last-cinn-abc" in text and "superres-lowres-ae-def" in text and "never-trained" not in text
+    assert "| **total** | | 1.5 | 0.15 |" in text  # hours and kWh summed over the two records

@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--root", default="runs", help="searched when no RUN_DIR is given (default: %(default)s)")
     report.set_defaults(func=_report)
 
+    from .reproduce import EXPERIMENTS  # no torch import: the experiments load when they run
+
     reproduce = sub.add_parser(
         "reproduce",
         help="run one of the paper's experiments (diagnosis, text2image) or all, and write docs/results/NAME.md",
@@ -211,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         "diversity, class accuracy, information per layer); ~25 min with --quick on 2 cores, several hours "
         "without. text2image: the main job evaluated (accuracy on held-out phrasings, diversity, domain FID).",
     )
-    reproduce.add_argument("name", choices=["diagnosis", "text2image", "all"])
+    reproduce.add_argument("name", choices=[*EXPERIMENTS, "all"])
     reproduce.add_argument("--quick", action="store_true", help="smaller data and fewer steps")
     reproduce.add_argument("--out", default="docs/results", help="folder of the results pages (default: %(default)s)")
     reproduce.set_defaults(func=_reproduce)

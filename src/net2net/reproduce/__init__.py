@@ -8,35 +8,83 @@ versions; ``all`` runs every experiment in turn.
 
 from __future__ import annotations
 
+import importlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXPERIMENTS", "reproduce"]
+__all__ = ["EXPERIMENTS", "reproduce", "write_compute_page"]
 
 
-def _diagnosis(out_dir: Path, quick: bool) -> dict[str, Any]:
-    from .diagnosis import run_diagnosis
+def _lazy(name: str) -> Callable[[Path, bool], dict[str, Any]]:
+    """``reproduce.<name>.run_<name>(out_dir=..., quick=...)``, imported when the experiment runs."""
 
-    return run_diagnosis(out_dir=out_dir, quick=quick)
+    def run(out_dir: Path, quick: bool) -> dict[str, Any]:
+        module = importlib.import_module(f"{__name__}.{name}")
+        return getattr(module, f"run_{name}")(out_dir=out_dir, quick=quick)
 
-
-def _text2image(out_dir: Path, quick: bool) -> dict[str, Any]:
-    from .text2image import run_text2image_experiment
-
-    return run_text2image_experiment(out_dir=out_dir, quick=quick)
+    return run
 
 
+# in the order of the issue; "all" runs them in this order (exemplar reuses diagnosis's last-layer cINN)
 EXPERIMENTS: dict[str, Callable[[Path, bool], dict[str, Any]]] = {
-    "diagnosis": _diagnosis,
-    "text2image": _text2image,
+    name: _lazy(name) for name in ("diagnosis", "text2image", "superres", "exemplar", "unpaired", "disentangle", "inpaint")
 }
 
 
 def reproduce(name: str, out_dir: str | Path = "docs/results", quick: bool = False) -> dict[str, dict[str, Any]]:
-    """Run experiment ``name`` (or ``"all"``); returns ``{name: summary}``."""
+    """Run experiment ``name`` (or ``"all"``); returns ``{name: summary}``.
+
+    ``"all"`` also writes ``<out_dir>/compute.md``: the compute report (Tab. S1 form) of every training run the
+    experiments trained or reused, and the wall time of each experiment.
+    """
+    from ._common import used_runs
+
     names = list(EXPERIMENTS) if name == "all" else [name]
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"unknown experiment {unknown[0]!r}; expected one of {sorted(EXPERIMENTS)} or 'all'")
-    return {n: EXPERIMENTS[n](Path(out_dir), quick) for n in names}
+    used_runs(clear=True)
+    results, seconds = {}, {}
+    for n in names:
+        t0 = time.perf_counter()
+        results[n] = EXPERIMENTS[n](Path(out_dir), quick)
+        seconds[n] = time.perf_counter() - t0
+    if name == "all":
+        runs = used_runs()
+        run_dir = results.get("text2image", {}).get("run_dir")
+        if run_dir:
+            runs.append(Path(run_dir))
+        write_compute_page(Path(out_dir), runs, seconds, quick)
+    return results
+
+
+def write_compute_page(out: Path, runs: list[Path], seconds: dict[str, float], quick: bool) -> Path:
+    """``<out>/compute.md``: wall time per experiment and the compute table of the training runs with a record."""
+    from ..images import atomic_path
+    from ..training.compute import RECORD_NAME, compute_table
+
+    recorded = [r for r in runs if (r / RECORD_NAME).is_file()]
+    lines = [
+        "# Compute report (supplementary Sec. A, Tab. S1)",
+        "",
+        f"Written by `net2net reproduce all{' --quick' if quick else ''}`. Wall time of each experiment in that "
+        "invocation (training runs that already existed were reused, so a first run takes longer; the pages give "
+        "each run's own training time):",
+        "",
+        "| experiment | wall time (min) |",
+        "|---|--:|",
+        *[f"| {n} | {s / 60:.1f} |" for n, s in seconds.items()],
+        f"| **total** | {sum(seconds.values()) / 60:.1f} |",
+        "",
+        "Training runs (time, energy, CO₂ and cost as recorded by each run's `compute.json`; "
+        "`net2net report RUN_DIR...` prints the same table):",
+        "",
+        compute_table(recorded) if recorded else "(no run recorded its compute)",
+        "",
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "compute.md") as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return out / "compute.md"

@@ -18,7 +18,6 @@ the MLP regresses to a mean image per class (FID far worse, no diversity) while 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -30,16 +29,24 @@ import torch
 from torch import Tensor
 
 from ..data import FashionMNIST, Subset
-from ..data.latent_cache import default_cache_dir
 from ..images import atomic_path, make_grid
 from ..metrics import domain_fid, fit_unconditional_flow, heldout_nll, information_estimate, mean_pairwise_distance
+from ._common import (
+    AUTOENCODER,
+    CLASSIFIER,
+    batched,
+    cinn_config,
+    classifier_features,
+    optim_config,
+    runs_root,
+    train_once,
+    trainer_config,
+)
 
 __all__ = ["LAYERS", "DiagnosisSettings", "diagnosis_config", "run_diagnosis"]
 
 log = logging.getLogger(__name__)
 
-CLASSIFIER = "pretrained:fashion_mnist_classifier"
-AUTOENCODER = "pretrained:fashion_mnist_autoencoder"
 # name -> layer of the shipped SmallResNet (widths 16-32-64): (16, 28, 28), (64, 7, 7) and the 10 logits
 LAYERS: dict[str, str] = {"early": "stage1", "middle": "stage3", "last": "fc"}
 
@@ -90,16 +97,11 @@ def diagnosis_config(layer: str, kind: str, settings: DiagnosisSettings) -> dict
     if kind not in ("cinn", "mlp"):
         raise ValueError(f"kind must be 'cinn' or 'mlp', got {kind!r}")
     cond = _condition(layer)
-    optim = {"base_lr": 1.2e-5, "max_lr": 1.5e-3, "warmup_steps": min(200, settings.steps // 4),
-             "decay_steps": settings.steps}  # fmt: skip
     if kind == "cinn":
-        model = {"target": "net2net.training.cinn.CINNModule", "params": {
-            "batch_size": 128, "optim": optim,
-            "flow_config": {"target": "net2net.flows.ConditionalINN", "params": {
-                "dim": 64, "n_blocks": 12, "hidden_dim": 256, "hidden_depth": 2, "embedding_dim": 64, **cond}}}}
+        model = cinn_config(cond, settings.steps)
     else:
         model = {"target": "net2net.training.mlp.MLPTranslatorModule", "params": {
-            "batch_size": 128, "optim": optim,
+            "batch_size": 128, "optim": optim_config(settings.steps),
             "translator_config": {"target": "net2net.training.mlp.MLPTranslator", "params": {
                 "dim": 64, "hidden_dim": 256, "depth": 2, "embedding_dim": 64, **cond}}}}
     fmnist = {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}
@@ -113,38 +115,8 @@ def diagnosis_config(layer: str, kind: str, settings: DiagnosisSettings) -> dict
                 "dataset": fmnist, "n": settings.train_images, "seed": settings.seed}},
             "validation": {"target": "net2net.data.Subset", "params": {"dataset": test, "n": 512, "seed": 1}}}},
         "seed": settings.seed,
-        "lightning": {
-            "trainer": {"max_steps": settings.steps, "val_check_interval": settings.steps, "check_val_every_n_epoch": None,
-                        "limit_val_batches": 4, "num_sanity_val_steps": 0, "log_every_n_steps": 50},
-            "callbacks": {"image_logger": {"params": {"every_n_steps": settings.steps, "max_images": 16, "scale": 2}},
-                          "checkpoint": {"params": {"every_n_train_steps": min(1000, settings.steps)}}}},
+        "lightning": trainer_config(settings.steps),
     }  # fmt: skip
-
-
-def _train(cfg: dict[str, Any], run: Path, weights: str) -> float:
-    """Train ``cfg`` into ``run`` unless ``run/weights`` exists; return the training seconds (0 when reused)."""
-    from omegaconf import OmegaConf
-
-    from ..training.run import train_from_config
-
-    if (run / weights).is_file():
-        log.info("reusing %s", run / weights)
-        return 0.0
-    run.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run / "experiment.yaml") as tmp:
-        OmegaConf.save(OmegaConf.create(cfg), tmp)
-    t0 = time.perf_counter()
-    train_from_config(run / "experiment.yaml", log_dir=run)
-    return time.perf_counter() - t0
-
-
-def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
-
-
-@torch.no_grad()
-def _batched(fn: Any, x: Tensor, batch_size: int = 500) -> Tensor:
-    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()
@@ -166,28 +138,26 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
 
     settings = settings or (QUICK if quick else FULL)
     out = Path(out_dir)
-    runs = Path(runs_dir) if runs_dir is not None else default_cache_dir("runs") / "reproduce"
+    runs = runs_root(runs_dir)
     t_start = time.perf_counter()
     g = torch.Generator().manual_seed(settings.seed)
 
     classifier = load_classifier(CLASSIFIER)
     target = load_autoencoder_target(AUTOENCODER)
 
-    def features(x: Tensor) -> Tensor:
-        return classifier.features(x, ["pool"])["pool"]
-
+    features = classifier_features(classifier)
     test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
     real = torch.stack([test[i]["image"] for i in range(len(test))])  # (N, 1, 28, 28)
     labels = torch.tensor([test[i]["label"] for i in range(len(test))])
-    mean, std = _batched(lambda x: torch.cat(target.encode_dist(x), 1), real).chunk(2, 1)
+    mean, std = batched(lambda x: torch.cat(target.encode_dist(x), 1), real).chunk(2, 1)
     z_test = mean + std * torch.randn(mean.shape, generator=g)  # (N, 64): codes as the cINN was trained on
-    recon = _batched(target.decode, mean).clamp(-1, 1)
+    recon = batched(target.decode, mean).clamp(-1, 1)
     floor = domain_fid(recon, real, features)
 
     # H(z_tgt): an unconditional flow on the training codes (the same for every layer)
     train = Subset(FashionMNIST(split="train"), settings.train_images, seed=settings.seed)
     train_images = torch.stack([train[i]["image"] for i in range(len(train))])
-    tm, ts = _batched(lambda x: torch.cat(target.encode_dist(x), 1), train_images).chunk(2, 1)
+    tm, ts = batched(lambda x: torch.cat(target.encode_dist(x), 1), train_images).chunk(2, 1)
     with torch.enable_grad():
         prior = fit_unconditional_flow(
             tm + ts * torch.randn(tm.shape, generator=g), n_blocks=12, hidden_dim=256, hidden_depth=2, batch_size=128,
@@ -197,34 +167,32 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
     rows, figures, seconds = [], {}, {}
     for name, layer in LAYERS.items():
         expert = classifier_expert(CLASSIFIER, layer)
-        z_src = _batched(expert.encode, real)
+        z_src = batched(expert.encode, real)
         result: dict[str, Any] = {"layer": name, "module": layer, "shape": list(z_src.shape[1:])}
         for kind, weights in (("cinn", "cinn.safetensors"), ("mlp", "mlp.safetensors")):
-            with torch.enable_grad():
-                cfg = diagnosis_config(layer, kind, settings)
-                run = runs / f"diagnosis-{name}-{kind}-{_key(cfg)}"
-                seconds[f"{name}/{kind}"] = round(_train(cfg, run, weights), 1)
+            run, secs = train_once(diagnosis_config(layer, kind, settings), runs, f"diagnosis-{name}-{kind}", weights)
+            seconds[f"{name}/{kind}"] = round(secs, 1)
             if kind == "cinn":
                 tau = load_cinn(run / weights)
                 z = tau.sample(z_src, n_samples=settings.samples, generator=g)  # (N, n, 64)
-                images = _batched(target.decode, z.flatten(0, 1)).clamp(-1, 1).view(len(real), settings.samples, 1, 28, 28)
+                images = batched(target.decode, z.flatten(0, 1)).clamp(-1, 1).view(len(real), settings.samples, 1, 28, 28)
                 first = images[:, 0]
                 nll_cond = heldout_nll(tau, z_test, z_src)
                 info = information_estimate(nll_uncond, nll_cond, dim=64)
                 result.update(
                     cinn_fid=domain_fid(first, real, features),
                     cinn_diversity=float(mean_pairwise_distance(images).mean()),
-                    cinn_accuracy=float((_batched(classifier, first).argmax(1) == labels).float().mean()),
+                    cinn_accuracy=float((batched(classifier, first).argmax(1) == labels).float().mean()),
                     cinn_nll_nats_per_dim=float(nll_cond.mean() / 64),
                     information_nats=info["mutual_information_nats"], information_stderr=info["stderr_nats"],
                 )  # fmt: skip
                 cinn_images = images
             else:
                 mlp = load_mlp(run / weights).eval()
-                mlp_images = _batched(lambda c: target.decode(mlp(c)), z_src).clamp(-1, 1)
+                mlp_images = batched(lambda c: target.decode(mlp(c)), z_src).clamp(-1, 1)
                 result.update(
                     mlp_fid=domain_fid(mlp_images, real, features),
-                    mlp_accuracy=float((_batched(classifier, mlp_images).argmax(1) == labels).float().mean()),
+                    mlp_accuracy=float((batched(classifier, mlp_images).argmax(1) == labels).float().mean()),
                 )
         rows.append(result)
         # figure: per row one test image, the MLP's translation, then cINN samples (Fig. S4 layout)

@@ -17,19 +17,19 @@ from ..data import FASHION_MNIST_CAPTIONS, FashionMNIST
 from ..images import atomic_path
 from ..metrics import domain_fid
 
-__all__ = ["run_text2image_experiment"]
+__all__ = ["run_text2image"]
 
 
 @torch.no_grad()
-def run_text2image_experiment(out_dir: str | Path = "docs/results", quick: bool = False) -> dict[str, Any]:
+def run_text2image(out_dir: str | Path = "docs/results", quick: bool = False) -> dict[str, Any]:
     """Train (or reuse) the main job's cINN, evaluate it and write ``<out_dir>/text2image.md`` and its figure."""
-    from ..apps.text2image import run_text2image
+    from ..apps.text2image import run_text2image as train_and_evaluate
     from ..apps.translate import Net2Net
     from ..experts.classifier import load_classifier
 
     out = Path(out_dir)
     steps = 1500 if quick else None
-    metrics = run_text2image(out_dir=Path("outputs") / "reproduce" / "text2image", steps=steps)
+    metrics = train_and_evaluate(out_dir=Path("outputs") / "reproduce" / "text2image", steps=steps)
     model = Net2Net.from_run(metrics["run_dir"])
     classifier = load_classifier("pretrained:fashion_mnist_classifier")
     g = torch.Generator().manual_seed(3)
