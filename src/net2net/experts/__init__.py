@@ -2,6 +2,7 @@
 
 The protocols (:class:`SourceExpert`, :class:`TargetExpert`), the frozen base class and cache fingerprints are
 in :mod:`.base`. Sources: :class:`SentenceEncoder` (text), :class:`LabelEncoder` (one-hot labels),
+:class:`ClassifierArgmax` (one-hot argmax of a classifier),
 :class:`LayerExpert` (any layer of any model; :func:`classifier_expert`, :func:`imagenet_expert`),
 :class:`EncoderSource` / :class:`DeformedEncoder` (an autoencoder's encoder, optionally after the deformation
 of Sec. C), :class:`BlackBoxExpert` (a NumPy callable). Targets: :class:`AutoencoderTarget`,
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
         is_stochastic,
     )
     from .label import (
+        ClassifierArgmax,
         LabelEncoder,
+        classifier_argmax_expert,
     )
     from .layer import (
         LayerExpert,
@@ -72,6 +75,8 @@ _EXPORTS = {
     "freeze": ".base",
     "is_stochastic": ".base",
     "LabelEncoder": ".label",
+    "ClassifierArgmax": ".label",
+    "classifier_argmax_expert": ".label",
     "LayerExpert": ".layer",
     "classifier_expert": ".layer",
     "imagenet_expert": ".layer",

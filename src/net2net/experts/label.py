@@ -1,22 +1,24 @@
 """Class or domain labels as a source expert: one-hot codes (the "Labelator" of the original code).
 
 Used for label-to-image translation (Fig. 7a) and for unpaired translation between domains (Sec. D), where the
-source representation is the domain index of each image.
+source representation is the domain index of each image. :class:`ClassifierArgmax` reads the labels off images
+instead: the one-hot argmax of a frozen classifier's logits (the "argmaxed" segmentation output of Fig. S6).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import FrozenExpert
 
-__all__ = ["LabelEncoder"]
+__all__ = ["ClassifierArgmax", "LabelEncoder", "classifier_argmax_expert"]
 
 
 class LabelEncoder(FrozenExpert):
@@ -88,3 +90,79 @@ class LabelEncoder(FrozenExpert):
 
     def extra_repr(self) -> str:
         return f"n_classes={self.n_classes}"
+
+
+class ClassifierArgmax(FrozenExpert):
+    """The one-hot argmax of a frozen classifier's logits as a source expert: images -> ``(B, n_classes)`` codes.
+
+    Unlike the logits, the code keeps only the predicted class, none of the within-class information (how sure the
+    classifier is, which other classes it considers). Its latent-cache fingerprint covers the classifier's class,
+    architecture and weights (see :func:`~net2net.experts.base.expert_fingerprint`).
+
+    Arguments:
+        classifier: a network mapping inputs to logits ``(B, n_classes)``; frozen in place.
+        n_classes: number of logits.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> ClassifierArgmax(net, 3).encode(torch.zeros(2, 1, 2, 2)).sum(1)
+        tensor([1., 1.])
+    """
+
+    def __init__(self, classifier: nn.Module, n_classes: int) -> None:
+        super().__init__()
+        if not isinstance(classifier, nn.Module):
+            raise TypeError(f"ClassifierArgmax: expected an nn.Module, received {type(classifier).__name__}")
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+            raise ValueError(f"ClassifierArgmax: n_classes must be an int >= 2, received {n_classes!r}")
+        self.classifier = classifier
+        self.n_classes = n_classes
+        self.dim = n_classes
+
+    @property
+    def config(self) -> dict[str, Any]:
+        cls = type(self.classifier)
+        architecture = getattr(self.classifier, "architecture", None)
+        return {
+            "classifier": f"{cls.__module__}.{cls.__qualname__}",
+            "architecture": dict(architecture) if isinstance(architecture, dict) else None,
+            "n_classes": self.n_classes,
+        }
+
+    def encode(self, x: Tensor) -> Tensor:
+        """One-hot codes ``(B, n_classes)`` (float32) of the classifier's predicted classes for inputs ``x``."""
+        logits = self.classifier(x)
+        if logits.dim() != 2 or logits.shape[1] != self.n_classes:
+            raise ValueError(
+                f"ClassifierArgmax: the classifier returned shape {tuple(logits.shape)}, expected logits "
+                f"(B, {self.n_classes})"
+            )
+        return F.one_hot(logits.argmax(1), self.n_classes).to(torch.float32)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encode(x)
+
+    def extra_repr(self) -> str:
+        return f"n_classes={self.n_classes}"
+
+
+def classifier_argmax_expert(path_or_model: str | os.PathLike[str] | nn.Module) -> ClassifierArgmax:
+    """:class:`ClassifierArgmax` of the :class:`~net2net.experts.classifier.SmallResNet` trained here, usable from a
+    config ``target:`` block (``params: {path_or_model: "pretrained:fashion_mnist_classifier"}``).
+
+    Arguments:
+        path_or_model: a file written by :func:`~net2net.experts.classifier.save_classifier` (or
+            ``pretrained:fashion_mnist_classifier``), or a ``SmallResNet`` (frozen in place).
+    """
+    from .classifier import SmallResNet, load_classifier
+
+    if isinstance(path_or_model, (str, os.PathLike)):
+        model = load_classifier(path_or_model)
+    elif isinstance(path_or_model, SmallResNet):
+        model = path_or_model.freeze()
+    else:
+        raise TypeError(
+            "classifier_argmax_expert: expected a path to a SmallResNet safetensors file or a SmallResNet, "
+            f"received {type(path_or_model).__name__}; use ClassifierArgmax(model, n_classes) for other networks"
+        )
+    return ClassifierArgmax(model, model.n_classes)

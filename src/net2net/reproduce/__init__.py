@@ -1,9 +1,17 @@
 """``net2net reproduce NAME``: the paper's experiments on real data, each training what is missing, evaluating and
 writing ``docs/results/NAME.md`` with its table and figures.
 
-Available: ``diagnosis`` (classifier layers -> autoencoder, cINN against the MLP translator, information per
-layer) and ``text2image`` (Sentence-BERT -> autoencoder, the main job, evaluated). ``--quick`` runs smaller
-versions; ``all`` runs every experiment in turn.
+Available (one module each, ``run_<name>(out_dir, quick, ...)``):
+
+- ``diagnosis``: classifier layers -> autoencoder, cINN against the MLP translator, information per layer (Fig. 5);
+- ``text2image``: Sentence-BERT -> autoencoder, the main job, evaluated (Sec. 4.1);
+- ``superres``: 14 px autoencoder -> 28 px autoencoder, and 16 px faces -> the DCGAN face generator (Fig. 4);
+- ``exemplar``: classifier logits / argmax -> autoencoder, label-to-image and exemplar-guided synthesis (Fig. S5, S6);
+- ``unpaired``: domain label -> the autoencoder of MNIST ∪ Fashion-MNIST ∪ 8x8 digits, transfer (Sec. D, Fig. S2, S3);
+- ``disentangle``: Θ∘d -> Θ, shape and appearance without labels (Sec. C, Fig. S1);
+- ``inpaint``: EfficientNet-Lite0 features of a masked image -> autoencoder (the talk's experiment 3).
+
+``--quick`` runs smaller versions; ``all`` runs every experiment in turn and writes the compute report.
 """
 
 from __future__ import annotations

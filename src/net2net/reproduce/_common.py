@@ -21,11 +21,13 @@ __all__ = [
     "AUTOENCODER",
     "CLASSIFIER",
     "batched",
+    "check_ints",
     "cinn_config",
     "classifier_features",
     "config_key",
     "optim_config",
     "runs_root",
+    "load_images",
     "save_figure",
     "train_once",
     "trainer_config",
@@ -47,6 +49,20 @@ def used_runs(clear: bool = False) -> list[Path]:
     if clear:
         _USED_RUNS.clear()
     return runs
+
+
+def check_ints(settings: object, minimums: Mapping[str, int]) -> None:
+    """Raise a ``ValueError`` naming the field unless each ``settings.<name>`` is an int ``>= minimums[name]``."""
+    for name, minimum in minimums.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{type(settings).__name__}.{name} must be an int >= {minimum}, got {value!r}")
+
+
+def load_images(dataset: Any, key: str = "label") -> tuple[Tensor, Tensor]:
+    """All images of a dataset of dict items and their ``key`` entries: ``(N, C, H, W)``, ``(N,)``."""
+    items = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([it["image"] for it in items]), torch.tensor([it[key] for it in items])
 
 
 def runs_root(runs_dir: str | Path | None) -> Path:

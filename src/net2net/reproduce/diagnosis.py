@@ -37,6 +37,7 @@ from ._common import (
     batched,
     cinn_config,
     classifier_features,
+    load_images,
     optim_config,
     runs_root,
     train_once,
@@ -147,8 +148,7 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
 
     features = classifier_features(classifier)
     test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
-    real = torch.stack([test[i]["image"] for i in range(len(test))])  # (N, 1, 28, 28)
-    labels = torch.tensor([test[i]["label"] for i in range(len(test))])
+    real, labels = load_images(test)  # (N, 1, 28, 28)
     mean, std = batched(lambda x: torch.cat(target.encode_dist(x), 1), real).chunk(2, 1)
     z_test = mean + std * torch.randn(mean.shape, generator=g)  # (N, 64): codes as the cINN was trained on
     recon = batched(target.decode, mean).clamp(-1, 1)
