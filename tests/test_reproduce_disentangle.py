@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from net2net.config import instantiate_from_config
+from net2net.experts.encoder import deformed_encoder
 from net2net.reproduce.disentangle import (
     DisentangleSettings,
     _iou,
     _pairs,
-    deformed_source,
     disentangle_config,
     run_disentangle,
 )
@@ -35,6 +35,8 @@ def test_settings_reject_bad_values(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         DisentangleSettings(**kwargs)
 
+AE = "pretrained:fashion_mnist_autoencoder"
+
 
 def test_source_is_deformed_and_encoded_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NET2NET_CACHE", str(tmp_path / "cache"))
@@ -53,8 +55,11 @@ def test_source_is_deformed_and_encoded_live(tmp_path: Path, monkeypatch: pytest
     assert not torch.allclose(a["z_src"], mean, atol=1e-3)
     # seeded sources repeat their deformations; the test-time source without d is Θ itself
     x = batch["image"]
-    assert torch.equal(deformed_source(seed=1).deform(x), deformed_source(seed=1).deform(x))
-    ident = deformed_source(flip=False, tps_strength=0.0, crop_scale=(1.0, 1.0))
+    def seeded() -> torch.Tensor:
+        return deformed_encoder(AE, tps_strength=0.3, crop_scale=(0.5, 1.0), seed=1).deform(x)
+
+    assert torch.equal(seeded(), seeded())
+    ident = deformed_encoder(AE, flip=False, tps_strength=0.0, crop_scale=(1.0, 1.0))
     assert torch.allclose(ident.encode(x), mean, atol=1e-5)
 
 

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .base import FrozenExpert
 
-__all__ = ["DeformedEncoder", "EncoderSource", "EncoderMode", "resize_images"]
+__all__ = ["DeformedEncoder", "EncoderSource", "EncoderMode", "deformed_encoder", "resize_images"]
 
 EncoderMode = Literal["mean", "sample"]
 
@@ -287,3 +287,26 @@ class DeformedEncoder(EncoderSource):
             f"{super().extra_repr()}, flip={self.flip}, tps_strength={self.tps_strength}, "
             f"crop_scale={self.crop_scale}, tps_grid={self.tps_grid}, seed={self.seed}"
         )
+
+
+def deformed_encoder(
+    path: str | Any,
+    flip: bool = True,
+    tps_strength: float = 0.1,
+    crop_scale: tuple[float, float] | list[float] = (0.7, 1.0),
+    tps_grid: int = 3,
+    mode: EncoderMode = "mean",
+    seed: int | None = None,
+) -> DeformedEncoder:
+    """Θ∘d of the autoencoder at ``path`` (``autoencoder.safetensors``, a checkpoint or ``pretrained:NAME``): the
+    config-friendly form of :class:`DeformedEncoder`, whose ``target`` is the autoencoder object itself.
+
+    Example:
+        >>> phi = deformed_encoder("pretrained:fashion_mnist_autoencoder", tps_strength=0.3, seed=0)  # doctest: +SKIP
+        >>> phi.encode(torch.zeros(2, 1, 28, 28)).shape  # doctest: +SKIP
+        torch.Size([2, 64])
+    """
+    from .target import load_autoencoder_target
+
+    return DeformedEncoder(load_autoencoder_target(path), flip=flip, tps_strength=tps_strength,
+                           crop_scale=tuple(crop_scale), tps_grid=tps_grid, mode=mode, seed=seed)  # fmt: skip

@@ -58,7 +58,7 @@ from ._common import (
     write_page,
 )
 
-__all__ = ["DisentangleSettings", "deformed_source", "disentangle_config", "run_disentangle"]
+__all__ = ["DisentangleSettings", "disentangle_config", "run_disentangle"]
 
 log = logging.getLogger(__name__)
 
@@ -112,27 +112,11 @@ QUICK = DisentangleSettings(steps=500, batch_size=64, test_images=1000)
 FULL = DisentangleSettings()
 
 
-def deformed_source(
-    path: str = AUTOENCODER,
-    flip: bool = True,
-    tps_strength: float = 0.3,
-    crop_scale: tuple[float, float] | list[float] = (0.5, 1.0),
-    seed: int | None = None,
-) -> Any:
-    """Φ = Θ∘d for configs: the :class:`~net2net.experts.DeformedEncoder` of the autoencoder at ``path`` (mean of
-    ``q(z | d(x))``), so that a ``target``/``params`` block can build it."""
-    from ..experts.encoder import DeformedEncoder
-    from ..experts.target import load_autoencoder_target
-
-    return DeformedEncoder(load_autoencoder_target(path), flip=flip, tps_strength=tps_strength,
-                           crop_scale=tuple(crop_scale), seed=seed)  # fmt: skip
-
-
 def disentangle_config(settings: DisentangleSettings) -> dict[str, Any]:
     """The training config (``target``/``params`` blocks) of τ: ``Θ(d(y)) -> Θ(y)`` on Fashion-MNIST."""
     fmnist = {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}
     test = {"target": "net2net.data.FashionMNIST", "params": {"split": "test"}}
-    source = {"target": f"{__name__}.deformed_source", "params": {
+    source = {"target": "net2net.experts.encoder.deformed_encoder", "params": {
         "path": AUTOENCODER, "flip": settings.flip, "tps_strength": settings.tps_strength,
         "crop_scale": list(settings.crop_scale), "seed": settings.seed}}  # fmt: skip
     return {
@@ -210,6 +194,7 @@ def run_disentangle(out_dir: str | Path = "docs/results", quick: bool = False, r
         settings: explicit sizes (overrides ``quick``).
     """
     from ..experts.classifier import load_classifier
+    from ..experts.encoder import deformed_encoder
     from ..experts.target import load_autoencoder_target
     from ..training.cinn import load_cinn
 
@@ -221,7 +206,8 @@ def run_disentangle(out_dir: str | Path = "docs/results", quick: bool = False, r
     tau = load_cinn(run / "cinn.safetensors").eval()
     target = load_autoencoder_target(AUTOENCODER)
     classifier = load_classifier(CLASSIFIER)
-    phi = deformed_source(AUTOENCODER, settings.flip, settings.tps_strength, settings.crop_scale, settings.seed + 3)
+    phi = deformed_encoder(AUTOENCODER, flip=settings.flip, tps_strength=settings.tps_strength,
+                           crop_scale=settings.crop_scale, seed=settings.seed + 3)  # fmt: skip
     g = torch.Generator().manual_seed(settings.seed)
 
     test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
