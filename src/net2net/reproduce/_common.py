@@ -25,6 +25,7 @@ __all__ = [
     "cinn_config",
     "classifier_features",
     "config_key",
+    "encode_dist",
     "optim_config",
     "runs_root",
     "load_images",
@@ -130,6 +131,13 @@ def trainer_config(steps: int, val_batches: int = 4) -> dict[str, Any]:
 def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 500) -> Tensor:
     """``fn`` applied to ``x`` in chunks of ``batch_size`` along the first dimension, concatenated."""
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def encode_dist(target: Any, images: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """Mean and std of the target autoencoder's ``q(z | y)`` for ``images``, in batches: ``(N, D)`` each."""
+    mean, std = batched(lambda x: torch.cat(target.encode_dist(x), 1), images, batch_size).chunk(2, 1)
+    return mean, std
 
 
 def classifier_features(classifier: Any) -> Callable[[Tensor], Tensor]:

@@ -37,6 +37,7 @@ from ._common import (
     batched,
     cinn_config,
     classifier_features,
+    encode_dist,
     load_images,
     optim_config,
     runs_root,
@@ -149,15 +150,15 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
     features = classifier_features(classifier)
     test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
     real, labels = load_images(test)  # (N, 1, 28, 28)
-    mean, std = batched(lambda x: torch.cat(target.encode_dist(x), 1), real).chunk(2, 1)
+    mean, std = encode_dist(target, real)
     z_test = mean + std * torch.randn(mean.shape, generator=g)  # (N, 64): codes as the cINN was trained on
     recon = batched(target.decode, mean).clamp(-1, 1)
     floor = domain_fid(recon, real, features)
 
     # H(z_tgt): an unconditional flow on the training codes (the same for every layer)
     train = Subset(FashionMNIST(split="train"), settings.train_images, seed=settings.seed)
-    train_images = torch.stack([train[i]["image"] for i in range(len(train))])
-    tm, ts = batched(lambda x: torch.cat(target.encode_dist(x), 1), train_images).chunk(2, 1)
+    train_images, _ = load_images(train)
+    tm, ts = encode_dist(target, train_images)
     with torch.enable_grad():
         prior = fit_unconditional_flow(
             tm + ts * torch.randn(tm.shape, generator=g), n_blocks=12, hidden_dim=256, hidden_depth=2, batch_size=128,

@@ -50,6 +50,7 @@ from ._common import (
     batched,
     check_ints,
     cinn_config,
+    encode_dist,
     load_images,
     runs_root,
     save_figure,
@@ -212,7 +213,7 @@ def run_disentangle(out_dir: str | Path = "docs/results", quick: bool = False, r
 
     test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
     real, labels = load_images(test)  # (N, 1, 28, 28) in [-1, 1]
-    mean, std = batched(lambda x: torch.cat(target.encode_dist(x), 1), real).chunk(2, 1)  # (N, 64) each
+    mean, std = encode_dist(target, real)  # (N, 64) each
     z_def = batched(phi.encode, real)  # (N, 64): Θ(d(y)), one random deformation per image
     recon = batched(target.decode, mean).clamp(-1, 1)
     v = tau.residual(mean, mean)  # (N, 64): v_i = τ⁻¹(Θ(y_i) | Θ(y_i)), the shape code

@@ -48,6 +48,7 @@ from ._common import (
     batched,
     check_ints,
     classifier_features,
+    encode_dist,
     load_images,
     runs_root,
     save_figure,
@@ -235,7 +236,7 @@ def run_exemplar(out_dir: str | Path = "docs/results", quick: bool = False, runs
     n = len(real)
     conds = {name: batched(src.encode, real) for name, src in sources.items()}  # (N, 10) each
     pred = conds["logits"].argmax(1)  # (N,): the condition's class
-    mean, std = batched(lambda x: torch.cat(target.encode_dist(x), 1), real).chunk(2, 1)  # (N, 64) each
+    mean, std = encode_dist(target, real)  # (N, 64) each
     z_test = mean + std * torch.randn(mean.shape, generator=g)  # codes as the cINNs were trained on
     recon = batched(target.decode, mean).clamp(-1, 1)
 

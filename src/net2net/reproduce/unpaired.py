@@ -43,7 +43,18 @@ from torch import Tensor, nn
 
 from ..config import instantiate_from_config
 from ..metrics import heldout_nll, mean_pairwise_distance
-from ._common import batched, check_ints, cinn_config, runs_root, save_figure, train_once, trainer_config, write_page
+from ._common import (
+    batched,
+    check_ints,
+    cinn_config,
+    encode_dist,
+    load_images,
+    runs_root,
+    save_figure,
+    train_once,
+    trainer_config,
+    write_page,
+)
 
 __all__ = [
     "DIGIT_DOMAINS",
@@ -272,9 +283,10 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
     for a, (_, cls, _) in enumerate(DOMAINS):
         ds = Subset(instantiate_from_config({"target": cls, "params": {"split": "test", "size": 28, "channels": 1}}),
                     settings.test_per_domain, seed=settings.seed + 2)  # fmt: skip
-        real.append(torch.stack([ds[i]["image"] for i in range(len(ds))]))  # (T, 1, 28, 28)
-        labels.append(torch.tensor([ds[i]["label"] for i in range(len(ds))]))
-        mean, std = batched(lambda x: torch.cat(target.encode_dist(x), 1), real[a]).chunk(2, 1)  # (T, dim) each
+        images, digits = load_images(ds)  # (T, 1, 28, 28), (T,)
+        real.append(images)
+        labels.append(digits)
+        mean, std = encode_dist(target, real[a])  # (T, dim) each
         codes.append(mean)
         recon.append(batched(target.decode, mean).clamp(-1, 1))
         # Net2Net.transfer, with the residual of each input computed once: v = τ⁻¹(Θ(y) | a), y* = Λ(τ(v | b))
