@@ -12,7 +12,11 @@ process and timed interleaved, repeat by repeat, so that the machine's speed dri
 machines) hit all three alike; the table gives medians with min/max, ratios to the baseline and the
 fraction of the matmul rate achieved. Peak memory: each implementation alone in its own process.
 
-    python benchmarks/flow_speed.py              # full table (~5 minutes on 2 cores)
+Sampling is timed for 256 conditions with one sample each, and for 32 conditions with 8 samples each (the
+translate use case); in the second, both embed each condition once, and net2net also computes the condition's
+part of every subnet's first layer once per condition.
+
+    python benchmarks/flow_speed.py              # full table (~6 minutes on 2 cores)
     python benchmarks/flow_speed.py --repeats 3  # quicker, noisier
 """
 
@@ -68,8 +72,8 @@ def build_net2net() -> tuple[nn.Module, object, object]:
     def forward(z, c):
         return model(z, c)
 
-    def sample(c):
-        return model.sample(c, 1)
+    def sample(c, n):
+        return model.sample(c, n)  # (B, n, D)
 
     return model, opt, (forward, sample)
 
@@ -104,14 +108,15 @@ def build_freia() -> tuple[nn.Module, object, object]:
     def forward(z, c):
         return inn(z, c=[model["embedder"](c)])
 
-    def sample(c):
-        v = torch.randn(c.shape[0], DIM)
-        return inn(v, c=[model["embedder"](c)], rev=True)[0]
+    def sample(c, n):  # the embedding once per condition, repeated to its n samples
+        v = torch.randn(c.shape[0] * n, DIM)
+        return inn(v, c=[model["embedder"](c).repeat_interleave(n, 0)], rev=True)[0]
 
     return model, opt, (forward, sample)
 
 
 BUILDERS = {"net2net": build_net2net, "FrEIA 0.2": build_freia}
+SAMPLES_PER_INPUT = {"sample": 1, "sample x8": 8}  # sampling tasks: samples drawn per condition
 
 
 def _prepare(impl: str, task: str, batch: int):
@@ -130,9 +135,11 @@ def _prepare(impl: str, task: str, batch: int):
         loss.backward()
         opt.step()
 
+    per_input = SAMPLES_PER_INPUT.get(task, 1)
+
     def sample_step() -> None:
         with torch.no_grad():
-            sample(c)
+            sample(c[: batch // per_input], per_input)  # batch rows: batch / n conditions, n samples each
 
     return (train_step if task == "train" else sample_step), model
 
@@ -185,6 +192,8 @@ def run_worker(*args: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                    help="a subset of: train25 train256 sample sample_x8 (default: all)")  # fmt: skip
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -199,7 +208,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"bf16 matmul {matmul_gflops(torch.bfloat16):.0f} GFLOP/s against float32 {matmul_gflops(torch.float32):.0f} "
           "(256x1024 @ 1024x1024, median): no AVX512-BF16 here, so no bf16 training path is measured\n")
-    jobs = [("train", 25), ("train", 256), ("sample", 256)]
+    all_jobs = {"train25": ("train", 25), "train256": ("train", 256), "sample": ("sample", 256),
+                "sample_x8": ("sample x8", 256)}  # fmt: skip
+    unknown = set(args.tasks or ()) - set(all_jobs)
+    if unknown:
+        ap.error(f"unknown tasks {sorted(unknown)}; choose from {list(all_jobs)}")
+    jobs = [job for name, job in all_jobs.items() if args.tasks is None or name in args.tasks]
     rows = []
     for task, batch in jobs:
         timing = run_worker("time", task, str(batch), str(args.repeats))
@@ -210,8 +224,10 @@ def main() -> None:
             ts = timing["times"][impl]
             t = statistics.median(ts)
             flops = (6 if task == "train" else 2) * timing["macs"][impl] * batch
+            n = SAMPLES_PER_INPUT.get(task, 1)
+            label = f"{task.split()[0]} step, batch {batch}" + (f" ({batch // n} inputs x {n} samples)" if n > 1 else "")
             rows.append(
-                f"| {task} step, batch {batch} | {impl} | {t:.3f} ({min(ts):.3f}-{max(ts):.3f}) | {batch / t:.0f} "
+                f"| {label} | {impl} | {t:.3f} ({min(ts):.3f}-{max(ts):.3f}) | {batch / t:.0f} "
                 f"| {flops / t / 1e9:.0f} | {flops / t / 1e9 / rate:.0%} of {rate:.0f} | {mem[impl]['peak_rss_mb']:.0f} "
                 f"| {base / t:.2f}x |"
             )
@@ -222,7 +238,9 @@ def main() -> None:
     print("\n".join(rows))
     p = mem["net2net"]["params"]
     print(f"\nparameters: {p / 1e6:.1f}M; {args.repeats} repeats, interleaved; FLOPs counted as 2 (forward) + 4 (backward) "
-          "per multiply-accumulate of the dense layers; the matmul rate is measured between the steps of the same run")
+          "per multiply-accumulate of the dense layers (nominal: with several samples per input, net2net computes the "
+          "condition's part of the first subnet layers once per input, so it does fewer); the matmul rate is measured "
+          "between the steps of the same run")
 
 
 if __name__ == "__main__":

@@ -149,6 +149,48 @@ def test_sampling_shares_one_embedding_and_inverts() -> None:
     assert torch.equal(tau.sample(c, 2, temperature=0.0)[:, 0], tau.sample(c, 2, temperature=0.0)[:, 1])
 
 
+def test_shared_condition_rows_give_the_same_flow_as_repeated_ones() -> None:
+    # sample() hands the coupling layers one condition row per input and computes the condition's part of each
+    # subnet's first layer once; the result must equal the flow under the condition repeated to every sample
+    tau = _small_cinn(7)
+    g = torch.Generator().manual_seed(1)
+    c = torch.randn(3, 3, dtype=torch.float64)
+    h = tau.embed(c)  # (3, E)
+    v = torch.randn(12, 7, dtype=torch.float64, generator=g)  # 4 samples per condition
+    shared, ld_shared = tau.flow.inverse(v, h)
+    repeated, ld_repeated = tau.flow.inverse(v, h.repeat_interleave(4, 0))
+    assert torch.allclose(shared, repeated, atol=1e-12, rtol=0)
+    assert torch.allclose(ld_shared, ld_repeated, atol=1e-12, rtol=0)
+    assert (shared[0] - shared[4]).abs().max() > 1e-3  # the conditions differ, so must their samples
+    fwd, _ = tau.flow(shared, h)
+    assert torch.allclose(fwd, v, atol=1e-10, rtol=0)
+    z = tau.sample(c, 4, generator=torch.Generator().manual_seed(5))
+    v5 = torch.randn(12, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(z.reshape(12, 7), tau.inverse(v5, c.repeat_interleave(4, 0))[0], atol=1e-12, rtol=0)
+
+
+def test_coupling_condition_rows_must_divide_the_batch() -> None:
+    layer = ConditionalAffineCoupling(4, cond_dim=2, hidden_dim=8)
+    with pytest.raises(ValueError, match=r"expected shape \(6, 2\) \(or rows dividing 6.*got \(4, 2\)"):
+        layer(torch.randn(6, 4), torch.randn(4, 2))
+    with pytest.raises(ValueError, match=r"got \(6, 3\)"):
+        layer(torch.randn(6, 4), torch.randn(6, 3))
+    seen = []
+
+    class Subnet(torch.nn.Module):  # a user's subnet sees the condition repeated to the batch
+        def __init__(self, i: int, c: int, o: int) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(i + c, 2 * o)
+
+        def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            seen.append(h.shape[0])
+            return self.lin(torch.cat([x, h], 1)).chunk(2, 1)
+
+    custom = ConditionalAffineCoupling(4, cond_dim=2, subnet_constructor=Subnet)
+    custom(torch.randn(6, 4), torch.randn(2, 2))
+    assert seen == [6, 6]
+
+
 def test_actnorm_initialises_once_and_survives_save_load(tmp_path) -> None:
     torch.manual_seed(0)
     an = ActNorm(4)

@@ -7,7 +7,10 @@ Jacobian with the sign rule ``inverse(...)[1] == -forward(...)[1]``:
     x, logdet_inv = layer.inverse(z, c)
 
 ``c`` is the conditioning tensor (already embedded) or ``None`` for unconditional
-layers.
+layers. ``c`` may have fewer rows than ``x`` when its row count divides the batch: then
+each condition row is shared by ``B // len(c)`` consecutive rows of ``x`` (many samples of
+one condition, as in :meth:`net2net.flows.ConditionalINN.sample`), which lets conditional
+layers compute their condition-only terms once per condition.
 """
 
 from __future__ import annotations

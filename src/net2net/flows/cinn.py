@@ -137,14 +137,14 @@ class ConditionalINN(_FlowMixin):
     ) -> Tensor:
         """Draw ``n_samples`` translations ``z_tgt ~ p(z_tgt | z_src)`` per condition: ``(B, n_samples, dim)``.
 
-        The embedding is computed once per condition and shared by its samples.
+        The embedding, and the condition's part of every coupling subnet's first layer, are computed once per
+        condition and shared by its samples.
         """
         if not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         h = self.embed(z_src)  # (B, E)
         batch = h.shape[0]
-        h = h.repeat_interleave(n_samples, dim=0)  # (B * n, E)
-        v = self._sample_v(batch * n_samples, temperature, generator, h)
+        v = self._sample_v(batch * n_samples, temperature, generator, h)  # rows i*n .. i*n+n-1 belong to condition i
         z, _ = self.flow.inverse(v, h)
         return z.view(batch, n_samples, self.dim)  # (B * n, D) -> (B, n, D)
 

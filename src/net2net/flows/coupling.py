@@ -55,12 +55,23 @@ class ScaleShiftMLP(nn.Module):
             b.uniform_(-bound, bound)
 
     def forward(self, x: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Return the raw (unclamped) log-scale and the shift, each ``(B, out_dim)``."""
-        u = x if h is None else torch.cat([x, h], dim=1)  # (B, in + cond)
-        a = u.unsqueeze(0).expand(2, *u.shape)  # (2, B, in + cond), no copy
+        """Return the raw (unclamped) log-scale and the shift, each ``(B, out_dim)``.
+
+        ``h`` has ``B`` rows, or ``B / r`` rows each shared by ``r`` consecutive rows of ``x``: then the
+        condition's part of the first layer, ``h @ W_h + b``, is computed once per condition row.
+        """
+        w0, b0 = self.weights[0], self.biases[0]
+        if h is None or h.shape[0] == x.shape[0]:
+            u = x if h is None else torch.cat([x, h], dim=1)  # (B, in + cond)
+            a = torch.baddbmm(b0, u.unsqueeze(0).expand(2, *u.shape), w0)  # (2, B, hidden), no copy of u
+        else:  # [x, h] @ W = x @ W_x + h @ W_h with W = [W_x; W_h] split along fan-in
+            hb = torch.baddbmm(b0, h.unsqueeze(0).expand(2, *h.shape), w0[:, self.in_dim :])  # (2, B / r, hidden)
+            hb = hb.repeat_interleave(x.shape[0] // h.shape[0], dim=1)  # (2, B, hidden)
+            a = torch.baddbmm(hb, x.unsqueeze(0).expand(2, *x.shape), w0[:, : self.in_dim])  # (2, B, hidden)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            a = torch.baddbmm(b, a, w)  # (2, B, fan_out)
+            if i > 0:
+                a = torch.baddbmm(b, a, w)  # (2, B, fan_out)
             if i < last:
                 a = F.leaky_relu_(a, LRELU_SLOPE)
         # under bf16/fp16 autocast the products run in low precision; the coupling's affine map and its
@@ -69,7 +80,8 @@ class ScaleShiftMLP(nn.Module):
 
 
 SubnetConstructor = Callable[[int, int, int], nn.Module]
-"""``constructor(in_dim, cond_dim, out_dim)`` returning a module ``(x, h) -> (s_raw, t)``."""
+"""``constructor(in_dim, cond_dim, out_dim)`` returning a module ``(x, h) -> (s_raw, t)`` (``x`` and ``h`` with the
+same number of rows)."""
 
 
 class ConditionalAffineCoupling(InvertibleModule):
@@ -113,22 +125,35 @@ class ConditionalAffineCoupling(InvertibleModule):
 
         self.net1 = subnet_constructor(self.d1, cond_dim, self.d2)  # x1 -> (s, t) for x2
         self.net2 = subnet_constructor(self.d2, cond_dim, self.d1)  # x2' -> (s, t) for x1
+        # ScaleShiftMLP takes a condition with fewer rows than x (shared by consecutive rows); other subnets get
+        # it repeated to the batch
+        self._shares_condition = isinstance(self.net1, ScaleShiftMLP) and isinstance(self.net2, ScaleShiftMLP)
 
     def _clamp(self, s: Tensor) -> Tensor:
         if self.alpha == 1.0:
             return torch.tanh(s)
         return self.alpha * torch.tanh(s / self.alpha)
 
+    def _condition(self, c: Tensor | None, batch: int) -> Tensor | None:
+        """Check ``c`` and return what the subnets get."""
+        self._check_cond(c, batch)
+        if c is not None and c.shape[0] != batch and not self._shares_condition:
+            c = c.repeat_interleave(batch // c.shape[0], dim=0)  # (B / r, C) -> (B, C)
+        return c
+
     def _check_cond(self, c: Tensor | None, batch: int) -> None:
         if self.cond_dim == 0:
             if c is not None:
                 raise ValueError("this coupling layer is unconditional (cond_dim=0) but a condition was given")
-        elif c is None or c.dim() != 2 or c.shape != (batch, self.cond_dim):
+        elif c is None or c.dim() != 2 or c.shape[1] != self.cond_dim or c.shape[0] < 1 or batch % c.shape[0]:
             got = None if c is None else tuple(c.shape)
-            raise ValueError(f"coupling condition: expected shape ({batch}, {self.cond_dim}), got {got}")
+            raise ValueError(
+                f"coupling condition: expected shape ({batch}, {self.cond_dim}) (or rows dividing {batch}, each "
+                f"shared by consecutive inputs), got {got}"
+            )
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_cond(c, x.shape[0])
+        c = self._condition(c, x.shape[0])
         x1, x2 = x[:, : self.d1], x[:, self.d1 :]
         s1, t1 = self.net1(x1, c)
         s1 = self._clamp(s1)
@@ -139,7 +164,7 @@ class ConditionalAffineCoupling(InvertibleModule):
         return torch.cat([y1, y2], dim=1), s1.sum(1) + s2.sum(1)
 
     def inverse(self, z: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_cond(c, z.shape[0])
+        c = self._condition(c, z.shape[0])
         y1, y2 = z[:, : self.d1], z[:, self.d1 :]
         s2, t2 = self.net2(y2, c)
         s2 = self._clamp(s2)
