@@ -255,6 +255,8 @@ def test_text2image_evaluation_and_grid() -> None:
     assert len(out["accuracy_per_class"]) == 10 and 0 <= out["held_out_accuracy"] <= 1
     accs = [p["accuracy"] for p in out["per_prompt"]]
     assert abs(sum(accs) / len(accs) - out["held_out_accuracy"]) < 1e-3  # same number of samples per phrasing
+    first = [p["accuracy"] for p in out["per_prompt"] if p["set"] == "original"]
+    assert len(first) == 20 and abs(sum(first) / 20 - out["held_out_accuracy_by_set"]["original"]) < 1e-3
     img = _labelled_grid(torch.zeros(3, 4, 1, 28, 28), ["a", "b", "c"], scale=2, label_width=100)
     assert img.size == (100 + 4 * 56 + 5 * 2, 3 * (56 + 4))
 

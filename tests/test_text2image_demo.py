@@ -18,7 +18,8 @@ def test_demo_trains_writes_and_reuses(tmp_path: Path, monkeypatch: pytest.Monke
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())  # stdout also holds progress output
     assert metrics["trained_now"] and (out / "text_to_image.png").is_file()
-    assert len(metrics["per_prompt"]) == 20 and 0 <= metrics["held_out_accuracy"] <= 1
+    assert len(metrics["per_prompt"]) == 60 and 0 <= metrics["held_out_accuracy"] <= 1
+    assert set(metrics["held_out_accuracy_by_set"]) == {"original", "added"}
     assert (out / "text_to_image.safetensors").is_file()
     assert main(args) == 0  # the second run reuses the trained cINN
     assert not json.loads((out / "metrics.json").read_text())["trained_now"]

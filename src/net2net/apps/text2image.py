@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data import FASHION_MNIST_CAPTIONS, FASHION_MNIST_CLASSES, FashionMNIST
+from ..data.captions import HELD_OUT_ORIGINAL
 from ..data.latent_cache import default_cache_dir
 from ..images import atomic_path, atomic_save_safetensors, make_grid
 from ..metrics import mean_pairwise_distance
@@ -76,7 +77,7 @@ _BASE_CONFIG: dict[str, Any] = {
             "target": {"target": "net2net.experts.target.load_autoencoder_target",
                        "params": {"path": "pretrained:fashion_mnist_autoencoder"}},
             "train": {"target": "net2net.data.CaptionedDataset",
-                      "params": {"part": "train",
+                      "params": {"part": "train", "generated_per_class": 200,
                                  "dataset": {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}}},
             "validation": {"target": "net2net.data.CaptionedDataset",
                            "params": {"part": "held_out",
@@ -147,8 +148,10 @@ def evaluate_text2image(
 ) -> dict[str, Any]:  # fmt: skip
     """Classifier accuracy and diversity of images generated from every held-out phrasing.
 
-    Returns ``{"held_out_accuracy", "accuracy_per_class", "per_prompt": [...], "diversity_mean",
-    "diversity_real_mean", "by_temperature"}``; diversity is the mean pairwise RMS pixel distance of the samples of
+    Returns ``{"held_out_accuracy", "held_out_accuracy_by_set", "accuracy_per_class", "per_prompt": [...],
+    "diversity_mean", "diversity_real_mean", "by_temperature"}``; ``by_set`` splits the phrasings into the
+    ``original`` ones (the first :data:`~net2net.data.captions.HELD_OUT_ORIGINAL` of each class) and those ``added``
+    later (see :data:`~net2net.data.FASHION_MNIST_CAPTIONS`); diversity is the mean pairwise RMS pixel distance of the samples of
     one prompt (``diversity_real``: of real test images of its class, for scale). The main numbers are for
     ``temperatures[0]`` (1: samples of the learned distribution); ``by_temperature`` repeats accuracy and diversity
     for every temperature (v ~ N(0, T² I): lower T trades diversity for typical, more recognisable images).
@@ -160,7 +163,8 @@ def evaluate_text2image(
     for t in temperatures:
         res = main if t == temperatures[0] else _evaluate_at(model, classify, samples_per_caption, seed, float(t))
         main["by_temperature"][str(float(t))] = {
-            "held_out_accuracy": res["held_out_accuracy"], "diversity_mean": res["diversity_mean"]}  # fmt: skip
+            "held_out_accuracy": res["held_out_accuracy"], "held_out_accuracy_by_set": res["held_out_accuracy_by_set"],
+            "diversity_mean": res["diversity_mean"]}  # fmt: skip
     main["temperature"] = float(temperatures[0])
     return main
 
@@ -182,12 +186,15 @@ def _evaluate_at(model: Net2Net, classify: Any, samples_per_caption: int, seed: 
             total[label] += len(pred)
             per_prompt.append({
                 "prompt": caption, "class": FASHION_MNIST_CLASSES[label], "accuracy": round(acc, 4),
+                "set": "original" if caption in parts["held_out"][:HELD_OUT_ORIGINAL] else "added",
                 "diversity": round(float(mean_pairwise_distance(images[None])[0]), 4),
                 "diversity_real": round(real_div, 4),
             })  # fmt: skip
     per_class = (correct / total.clamp_min(1)).tolist()
+    by_set = {name: [p["accuracy"] for p in per_prompt if p["set"] == name] for name in ("original", "added")}
     return {
         "held_out_accuracy": round(float(correct.sum() / total.sum()), 4),
+        "held_out_accuracy_by_set": {name: round(sum(a) / len(a), 4) for name, a in by_set.items() if a},
         "accuracy_per_class": {FASHION_MNIST_CLASSES[i]: round(a, 4) for i, a in enumerate(per_class)},
         "samples_per_prompt": samples_per_caption,
         "diversity_mean": round(sum(p["diversity"] for p in per_prompt) / len(per_prompt), 4),
