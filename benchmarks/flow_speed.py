@@ -225,7 +225,8 @@ def main() -> None:
             t = statistics.median(ts)
             flops = (6 if task == "train" else 2) * timing["macs"][impl] * batch
             n = SAMPLES_PER_INPUT.get(task, 1)
-            label = f"{task.split()[0]} step, batch {batch}" + (f" ({batch // n} inputs x {n} samples)" if n > 1 else "")
+            label = f"{task.split()[0]} step, batch {batch}"
+            label += f" ({batch // n} inputs x {n} samples)" if n > 1 else ""
             rows.append(
                 f"| {label} | {impl} | {t:.3f} ({min(ts):.3f}-{max(ts):.3f}) | {batch / t:.0f} "
                 f"| {flops / t / 1e9:.0f} | {flops / t / 1e9 / rate:.0%} of {rate:.0f} | {mem[impl]['peak_rss_mb']:.0f} "

@@ -151,7 +151,8 @@ def evaluate_text2image(
     Returns ``{"held_out_accuracy", "held_out_accuracy_by_set", "accuracy_per_class", "per_prompt": [...],
     "diversity_mean", "diversity_real_mean", "by_temperature"}``; ``by_set`` splits the phrasings into the
     ``original`` ones (the first :data:`~net2net.data.captions.HELD_OUT_ORIGINAL` of each class) and those ``added``
-    later (see :data:`~net2net.data.FASHION_MNIST_CAPTIONS`); diversity is the mean pairwise RMS pixel distance of the samples of
+    later (see :data:`~net2net.data.FASHION_MNIST_CAPTIONS`); diversity is the mean pairwise RMS pixel distance of
+    the samples of
     one prompt (``diversity_real``: of real test images of its class, for scale). The main numbers are for
     ``temperatures[0]`` (1: samples of the learned distribution); ``by_temperature`` repeats accuracy and diversity
     for every temperature (v ~ N(0, T² I): lower T trades diversity for typical, more recognisable images).

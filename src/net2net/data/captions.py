@@ -217,7 +217,9 @@ CAPTION_VOCABULARY: dict[int, dict[str, list[str]]] = {
             "shirt", "blouse", "button-up shirt", "dress shirt", "flannel shirt", "oxford shirt", "polo shirt", "tunic",
         ],
         "adj": ["collared", "cotton", "linen", "formal", "long-sleeved", "plaid", "denim", "silk"],
-        "ctx": ["for work", "with buttons", "with a collar", "for a job interview", "with cuffs", "for a business meeting"],
+        "ctx": [
+            "for work", "with buttons", "with a collar", "for a job interview", "with cuffs", "for a business meeting",
+        ],
     },
     7: {
         "noun": [

@@ -68,12 +68,8 @@ class ScaleShiftMLP(nn.Module):
             hb = torch.baddbmm(b0, h.unsqueeze(0).expand(2, *h.shape), w0[:, self.in_dim :])  # (2, B / r, hidden)
             hb = hb.repeat_interleave(x.shape[0] // h.shape[0], dim=1)  # (2, B, hidden)
             a = torch.baddbmm(hb, x.unsqueeze(0).expand(2, *x.shape), w0[:, : self.in_dim])  # (2, B, hidden)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            if i > 0:
-                a = torch.baddbmm(b, a, w)  # (2, B, fan_out)
-            if i < last:
-                a = F.leaky_relu_(a, LRELU_SLOPE)
+        for w, b in zip(self.weights[1:], self.biases[1:]):  # LReLU after every layer but the last
+            a = torch.baddbmm(b, F.leaky_relu_(a, LRELU_SLOPE), w)  # (2, B, fan_out)
         # under bf16/fp16 autocast the products run in low precision; the coupling's affine map and its
         # log-determinant stay in the input's precision (a no-op without autocast)
         return a[0].to(x.dtype), a[1].to(x.dtype)
