@@ -1,4 +1,5 @@
-"""Command-line interface: ``net2net demo | train | reproduce | report | encode | translate | evaluate-autoencoder``."""
+"""Command-line interface: ``net2net demo | train | fit | sample | score | evaluate | export | reproduce | report |
+encode | translate | evaluate-autoencoder``."""
 
 from __future__ import annotations
 
@@ -161,6 +162,148 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_errors(handler):  # type: ignore[no-untyped-def]
+    """Bad input (files, shapes, dtypes, run folders) as one line on stderr and exit status 2 (-v: the traceback)."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+            if args.verbose:
+                raise
+            print(f"net2net {args.command}: error: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_user_errors
+def _fit(args: argparse.Namespace) -> int:
+    from .training.fit import FitSettings, fit
+
+    settings = FitSettings(**{k: v for k, v in vars(args).items() if k in FitSettings.__dataclass_fields__ and v is not None})
+    trainer = {k: v for k, v in (("devices", args.devices), ("strategy", args.strategy), ("num_nodes", args.num_nodes),
+                                 ("accelerator", args.accelerator), ("precision", args.precision)) if v is not None}  # fmt: skip
+    out = args.out or str(Path("runs") / f"fit-{Path(args.source).stem}-{Path(args.target).stem}")
+    run = fit(args.source, args.target, out, settings, source_key=args.source_key, target_key=args.target_key,
+              resume=args.resume, trainer=trainer, overrides=args.overrides)  # fmt: skip
+    card = run / "model_card.json"
+    if card.is_file():
+        c = json.loads(card.read_text(encoding="utf-8"))
+        print(f"net2net fit: {run}: held-out NLL {c['held_out_nats_per_dim']:.4f} nats/dim "
+              f"({c['held_out_bits_per_dim']:.4f} bits/dim) on {c['held_out_rows']} rows after {c['steps']} steps")  # fmt: skip
+    return 0
+
+
+@_user_errors
+def _sample(args: argparse.Namespace) -> int:
+    from .apps.files import sample_file
+    from .apps.translate import Net2Net
+
+    out = sample_file(Net2Net.from_run(args.run), args.source, args.out, n=args.n, temperature=args.temperature,
+                      seed=args.seed, source_key=args.source_key)  # fmt: skip
+    print(json.dumps({"out": str(out), "shape": list(__import__("numpy").load(out, mmap_mode="r").shape)}))
+    return 0
+
+
+@_user_errors
+def _score(args: argparse.Namespace) -> int:
+    from .apps.files import score_file
+    from .apps.translate import Net2Net
+
+    out = score_file(Net2Net.from_run(args.run), args.source, args.target, args.out, source_key=args.source_key,
+                     target_key=args.target_key)  # fmt: skip
+    print(json.dumps({"out": str(out), "unit": "log p(z_tgt | z_src) in nats per row"}))
+    return 0
+
+
+@_user_errors
+def _evaluate(args: argparse.Namespace) -> int:
+    from .training.fit import evaluate_run
+
+    print(json.dumps(evaluate_run(args.run, information_steps=args.information_steps), indent=2))
+    return 0
+
+
+@_user_errors
+def _export(args: argparse.Namespace) -> int:
+    from .training.fit import export_run
+
+    print(f"net2net export: {export_run(args.run, args.out)}")
+    return 0
+
+
+def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
+    """``fit``, ``sample``, ``score``, ``evaluate``, ``export``: translations of one's own embeddings."""
+    from .training.fit import FitSettings
+
+    d = FitSettings()
+    fit = sub.add_parser(
+        "fit",
+        help="train a translation p(target | source) from two row-aligned embedding files (.npy, .safetensors, folders)",
+        description="Check and standardise two row-aligned arrays in one pass, then train a conditional INN on them "
+        "with Lightning, streamed from disk in shuffled blocks, with a held-out split and early stopping on its NLL. "
+        "The run folder holds the translator, the standardisation, the config and a model card. key=value items "
+        "override the generated config (e.g. model.params.optim.max_lr=5e-4). See docs/your_own_models.md.",
+    )
+    fit.add_argument("--source", required=True, help="z_src: (N, D_src) .npy / .safetensors file or folder of shards")
+    fit.add_argument("--target", required=True, help="z_tgt: (N, D_tgt), row i paired with source row i")
+    fit.add_argument("--out", default=None, help="run folder (default: runs/fit-<source>-<target>); must be new")
+    fit.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    fit.add_argument("--source-key", default=None, help="tensor name in a .safetensors source holding several")
+    fit.add_argument("--target-key", default=None, help="tensor name in a .safetensors target holding several")
+    for name, help_ in (("steps", "max optimiser steps"), ("batch_size", "rows per step and process"),
+                        ("n_blocks", "cINN blocks"), ("hidden_dim", "coupling subnet width"),
+                        ("val_every", "steps between held-out evaluations"),
+                        ("patience", "evaluations without improvement before stopping"), ("seed", "seed")):  # fmt: skip
+        fit.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None,
+                         help=f"{help_} (default: {getattr(d, name)})")  # fmt: skip
+    fit.add_argument("--max-lr", dest="max_lr", type=float, default=None, help=f"peak learning rate (default: {d.max_lr})")
+    fit.add_argument("--devices", default=None, help="devices per node (e.g. 4 GPUs: --devices 4 --strategy ddp)")
+    fit.add_argument("--num-nodes", dest="num_nodes", type=int, default=None, help="machines (multi-node DDP)")
+    fit.add_argument("--strategy", default=None, help="e.g. ddp (CPU: gloo)")
+    fit.add_argument("--accelerator", default=None, help="cpu, gpu or auto")
+    fit.add_argument("--precision", default=None, help="e.g. 32-true, bf16-mixed")
+    fit.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the generated config")
+    fit.set_defaults(func=_fit)
+
+    sample = sub.add_parser("sample", help="draw N targets per source row of a file from a trained translation",
+                            description="Write OUT.npy of shape (rows, N, D_tgt): samples of p(z_tgt | z_src), raw "
+                            "embeddings for a fit run.")  # fmt: skip
+    sample.add_argument("run", help="a run folder (net2net fit / train) or an exported one")
+    sample.add_argument("--source", required=True, help="z_src rows (fit runs) or the source expert's inputs")
+    sample.add_argument("--source-key", default=None)
+    sample.add_argument("-n", type=int, default=8, help="samples per row (default: %(default)s)")
+    sample.add_argument("--temperature", type=float, default=1.0, help="scale of v ~ N(0, T^2 I)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", required=True, help="output .npy file")
+    sample.set_defaults(func=_sample)
+
+    score = sub.add_parser("score", help="log p(target | source) in nats for each row pair of two files",
+                           description="Write OUT.npy of shape (rows,): the conditional log-density of each target "
+                           "row given its source row (for a fit run, of the raw embeddings).")  # fmt: skip
+    score.add_argument("run", help="a run folder (net2net fit / train) or an exported one")
+    score.add_argument("--source", required=True)
+    score.add_argument("--target", required=True)
+    score.add_argument("--source-key", default=None)
+    score.add_argument("--target-key", default=None)
+    score.add_argument("--out", required=True, help="output .npy file")
+    score.set_defaults(func=_score)
+
+    evaluate = sub.add_parser("evaluate", help="held-out NLL of a translation run and the information its source "
+                              "carries about the target (nats)")  # fmt: skip
+    evaluate.add_argument("run")
+    evaluate.add_argument("--information-steps", type=int, default=600,
+                          help="steps of the unconditional flow behind the information estimate; 0 skips it")
+    evaluate.set_defaults(func=_evaluate)
+
+    export = sub.add_parser("export", help="copy a translation (translator, standardisation, config, model card, "
+                            "the experts' weight files) into one self-contained folder")  # fmt: skip
+    export.add_argument("run")
+    export.add_argument("out")
+    export.set_defaults(func=_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="net2net",
@@ -186,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--accelerator", default=None, help="cpu, gpu or auto")
     train.add_argument("--accumulate", type=int, default=None, help="gradient accumulation steps")
     train.set_defaults(func=_train)
+    _add_embedding_commands(sub)
 
     report = sub.add_parser(
         "report",

@@ -10,7 +10,15 @@ A :class:`Net2Net` holds the frozen source expert Φ, the frozen target expert (
   between domains, supplementary Sec. D).
 
 ``Net2Net.from_run(run_dir)`` rebuilds one from a training run of a ``TranslationDataModule`` config (its
-``config.yaml`` names the experts, ``cinn.safetensors`` holds τ).
+``config.yaml`` names the experts, ``cinn.safetensors`` holds τ), or of ``net2net fit`` (no experts: the inputs
+and outputs are embeddings, standardised inside with the run's ``standardization.safetensors``).
+
+Without a source expert, ``x`` *is* ``z_src`` (raw embeddings, ``(B, D_src)``); without a target expert, ``y`` is
+``z_tgt`` and what would be decoded images are raw ``z_tgt`` embeddings. So the same calls serve both:
+
+- ``sample(x, n)``: ``n`` codes ``z_tgt ~ p(z_tgt | z_src)`` per input, ``(B, n, D_tgt)`` (raw embeddings);
+- ``log_prob(y, x)``: ``log p(z_tgt | z_src)`` in nats, ``(B,)``; with a standardisation, in the raw space
+  (its log-determinant included), so scores of different runs on the same data compare.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from ..config import instantiate_from_config
+from ..data.embeddings import Standardization
 from ..flows import ConditionalINN
 from ..training.cinn import load_cinn
+from ..training.fit import resolve_run_paths
 
 __all__ = ["Net2Net"]
 
@@ -34,49 +45,81 @@ class Net2Net(nn.Module):
     """A trained translation τ between a source expert Φ and a target expert (Θ, Λ).
 
     Arguments:
-        source: ``encode(x) -> z_src`` (images, labels, captions, ...).
-        target: ``decode(z) -> images`` and, for ``residual``/``recombine``, ``encode``/``encode_dist``.
+        source: ``encode(x) -> z_src`` (images, labels, captions, ...); ``None``: inputs are ``z_src`` themselves.
+        target: ``decode(z) -> images`` and, for ``residual``/``recombine``, ``encode``/``encode_dist``; ``None``:
+            targets are ``z_tgt`` embeddings.
         tau: the trained :class:`net2net.flows.ConditionalINN`.
+        standardization: per-dimension standardisation τ was trained under (fit runs); applied inside.
 
     Example:
         >>> model = Net2Net.from_run("runs/text2image")  # doctest: +SKIP
         >>> model.translate(["a pair of running shoes"], n=8).shape  # doctest: +SKIP
         torch.Size([1, 8, 1, 28, 28])
+        >>> emb = Net2Net.from_run("runs/my-embeddings")  # a net2net fit run  # doctest: +SKIP
+        >>> emb.sample(z_text, n=4).shape, emb.log_prob(z_image, z_text).shape  # doctest: +SKIP
+        (torch.Size([2, 4, 64]), torch.Size([2]))
     """
 
-    def __init__(self, source: Any, target: Any, tau: ConditionalINN) -> None:
+    def __init__(
+        self, source: Any, target: Any, tau: ConditionalINN, standardization: Standardization | None = None
+    ) -> None:
         super().__init__()
         self.source, self.target, self.tau = source, target, tau.eval()
         self.tau.requires_grad_(False)
+        self.standardization = standardization
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], cinn_file: str = "cinn.safetensors") -> Net2Net:
-        """Rebuild from a finished training run: experts from ``config.yaml``'s ``data.params.source/target``."""
+        """Rebuild from a finished training run (or an exported one): experts from ``config.yaml``'s
+        ``data.params.source/target`` blocks, none for a ``net2net fit`` run (its standardisation instead)."""
         run = Path(run_dir)
         cfg_file = run / "config.yaml"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{run} is not a training run folder (no config.yaml)")
         cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
-        params = (cfg.get("data") or {}).get("params") or {}  # type: ignore[union-attr]
-        if "source" not in params or "target" not in params:
+        params = resolve_run_paths((cfg.get("data") or {}).get("params") or {}, run)  # type: ignore[union-attr]
+        tau = load_cinn(run / cinn_file)
+        if (run / "standardization.safetensors").is_file():
+            return cls(None, None, tau, Standardization.load(run / "standardization.safetensors"))
+        if not isinstance(params.get("source"), dict) or not isinstance(params.get("target"), dict):
             raise ValueError(f"{cfg_file}: data.params has no source/target expert blocks (not a translation run)")
         source = instantiate_from_config(params["source"], key="data.params.source")
         target = instantiate_from_config(params["target"], key="data.params.target")
-        return cls(source, target, load_cinn(run / cinn_file))
+        return cls(source, target, tau)
 
     # -- codes -----------------------------------------------------------------------------------------
     def _device(self) -> torch.device:
         return next(self.tau.parameters()).device
 
-    @torch.no_grad()
-    def encode_source(self, x: Any) -> Tensor:
-        """``z_src = Φ(x)`` on τ's device."""
-        z = self.source.encode(x.to(self._device()) if isinstance(x, Tensor) else x)
+    def _codes(self, z: Any, dim: int, what: str) -> Tensor:
+        """Raw embeddings given by the user as ``(B, dim)`` float32 on τ's device."""
+        if isinstance(z, np.ndarray):
+            z = torch.from_numpy(np.asarray(z))
+        if not isinstance(z, Tensor):
+            raise TypeError(f"{what}: expected a (B, {dim}) tensor or NumPy array of embeddings, got {type(z).__name__}")
+        if z.dim() != 2 or z.shape[1] != dim:
+            raise ValueError(f"{what}: expected shape (B, {dim}), got {tuple(z.shape)}")
+        if not z.is_floating_point():
+            raise TypeError(f"{what}: expected floating-point embeddings, got {z.dtype}")
         return z.to(self._device(), torch.float32)
 
     @torch.no_grad()
-    def encode_target(self, y: Tensor, use_mean: bool = True) -> Tensor:
-        """``z_tgt = Θ(y)``: the mean of a stochastic encoder (``use_mean``) or a sample."""
+    def encode_source(self, x: Any) -> Tensor:
+        """``z_src = Φ(x)`` on τ's device (standardised; without a source expert ``x`` is ``z_src``)."""
+        if self.source is None:
+            z = self._codes(x, int(self.tau.cond_shape[0]), "z_src")
+        else:
+            z = self.source.encode(x.to(self._device()) if isinstance(x, Tensor) else x)
+            z = z.to(self._device(), torch.float32)
+        return self.standardization.source(z) if self.standardization is not None else z
+
+    @torch.no_grad()
+    def encode_target(self, y: Any, use_mean: bool = True) -> Tensor:
+        """``z_tgt = Θ(y)``: the mean of a stochastic encoder (``use_mean``) or a sample; without a target expert
+        ``y`` is ``z_tgt`` (standardised here)."""
+        if self.target is None:
+            z = self._codes(y, self.tau.dim, "z_tgt")
+            return self.standardization.target(z) if self.standardization is not None else z
         if not hasattr(self.target, "encode"):
             raise TypeError(f"the target expert {type(self.target).__name__} has no encoder; residuals need one")
         y = y.to(self._device())
@@ -86,17 +129,38 @@ class Net2Net(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
-        """Images ``Λ(z)`` in [-1, 1]."""
+        """Images ``Λ(z)`` in [-1, 1]; without a target expert, the raw ``z_tgt`` embeddings."""
+        if self.target is None:
+            return self.standardization.target_inverse(z) if self.standardization is not None else z
         return self.target.decode(z).clamp(-1, 1)
 
     # -- the four operations -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, x: Any, n: int = 8, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` target codes ``z_tgt ~ p(z_tgt | Φ(x))`` per input, ``(B, n, D_tgt)``: raw embeddings for a fit run,
+        the target expert's codes otherwise (``translate`` decodes them)."""
+        z = self.tau.sample(self.encode_source(x), n_samples=n, temperature=temperature, generator=generator)
+        if self.target is None and self.standardization is not None:
+            z = self.standardization.target_inverse(z)  # (B, n, D) broadcasts over the last dim
+        return z
+
+    @torch.no_grad()
+    def log_prob(self, y: Any, x: Any | None = None) -> Tensor:
+        """``log p(Θ(y) | Φ(x))`` in nats, ``(B,)``: does this target fit this source? With a standardisation the
+        density is that of the raw embeddings (its log-determinant added)."""
+        lp = self.tau.log_prob(self.encode_target(y), self.encode_source(y if x is None else x))
+        if self.standardization is not None:
+            lp = lp + self.standardization.target_log_det
+        return lp
+
     @torch.no_grad()
     def translate(
         self, x: Any, n: int = 8, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> Tensor:
         """Eq. 7: ``n`` translations of each input, ``(B, n, C, H, W)``."""
-        z_src = self.encode_source(x)
-        z = self.tau.sample(z_src, n_samples=n, temperature=temperature, generator=generator)  # (B, n, D)
+        if self.target is None:
+            return self.sample(x, n, temperature, generator)
+        z = self.sample(x, n, temperature, generator)  # (B, n, D)
         images = self.decode(z.flatten(0, 1))  # (B * n, C, H, W)
         return images.view(z.shape[0], n, *images.shape[1:])
 
@@ -120,8 +184,7 @@ class Net2Net(nn.Module):
             z_src = z_src.expand(v.shape[0], *z_src.shape[1:])
         if z_src.shape[0] != v.shape[0]:
             raise ValueError(f"recombine: {v.shape[0]} exemplars but {z_src.shape[0]} conditions (give B or 1)")
-        z, _ = self.tau.inverse(v, z_src)
-        return self.decode(z)
+        return self.decode(self.tau.from_residual(v, z_src))
 
     @torch.no_grad()
     def transfer(self, y: Tensor, from_domain: int | Tensor, to_domain: int | Tensor) -> Tensor:

@@ -75,10 +75,28 @@ def _update_array(h: Any, value: Any) -> None:
     h.update(arr.tobytes())
 
 
+_KNOWN_ARRAYS = ("images", "labels", "indices")
+
+
+def _is_file_list(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(v, (str, os.PathLike)) for v in value)
+        and all(os.path.isfile(v) for v in value[:1])
+    )
+
+
 def dataset_fingerprint(dataset: Dataset, config: Mapping[str, Any] | None = None) -> str:
-    """A short digest identifying a dataset: its type, length, configuration and, where it keeps them in
-    memory (``images``, ``labels``, ``captions``, ``indices`` attributes, also of a wrapped ``dataset``), its
-    contents.
+    """A short digest identifying a dataset's content: its type, length, configuration and, for it and every
+    dataset it wraps (``dataset``/``datasets`` attributes):
+
+    - the content of every NumPy array or tensor it holds as an attribute (whatever its name, also in lists);
+    - ``captions`` tables;
+    - lists of files (e.g. an image folder's ``files``): each file's path, size and modification time.
+
+    So a dataset whose arrays are replaced, or whose files change, gets a new key (and a latent cache keyed by it
+    is re-encoded) even where its configuration is the same.
 
     Example:
         >>> from net2net.data import Digits
@@ -87,19 +105,40 @@ def dataset_fingerprint(dataset: Dataset, config: Mapping[str, Any] | None = Non
     """
     h = hashlib.sha256()
     h.update(json.dumps(config or {}, sort_keys=True, default=str).encode())
-    layer: Any = dataset
-    while layer is not None:
+    pending: list[Any] = [dataset]
+    while pending:
+        layer = pending.pop(0)
+        attrs = vars(layer) if hasattr(layer, "__dict__") else {}
         h.update(type(layer).__name__.encode())
         h.update(str(len(layer)).encode())
         for attr in ("size", "channels", "split"):
-            if attr in vars(layer):
-                h.update(f"{attr}={vars(layer)[attr]}".encode())
-        for attr in ("images", "labels", "indices"):
-            if isinstance(vars(layer).get(attr), (np.ndarray, Tensor)):
-                _update_array(h, vars(layer)[attr])
-        if isinstance(vars(layer).get("captions"), Mapping):
-            h.update(json.dumps({str(k): list(v) for k, v in vars(layer)["captions"].items()}, sort_keys=True).encode())
-        layer = vars(layer).get("dataset")
+            if attr in attrs:
+                h.update(f"{attr}={attrs[attr]}".encode())
+        for attr in _KNOWN_ARRAYS:
+            if isinstance(attrs.get(attr), (np.ndarray, Tensor)):
+                _update_array(h, attrs[attr])
+        if isinstance(attrs.get("captions"), Mapping):
+            h.update(json.dumps({str(k): list(v) for k, v in attrs["captions"].items()}, sort_keys=True).encode())
+        for attr in sorted(attrs):  # what the names above miss: any other array, list of arrays or list of files
+            value = attrs[attr]
+            if attr in _KNOWN_ARRAYS or attr.startswith("_"):
+                continue
+            if isinstance(value, (np.ndarray, Tensor)):
+                h.update(attr.encode())
+                _update_array(h, value)
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (np.ndarray, Tensor)) for v in value):
+                h.update(attr.encode())
+                for v in value:
+                    _update_array(h, v)
+            elif _is_file_list(value):
+                h.update(attr.encode())
+                for f in value:
+                    st = os.stat(f)
+                    h.update(f"{os.fspath(f)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        if attrs.get("dataset") is not None:
+            pending.append(attrs["dataset"])
+        if isinstance(attrs.get("datasets"), (list, tuple)):
+            pending.extend(d for d in attrs["datasets"] if isinstance(d, Dataset) or hasattr(d, "__getitem__"))
     return h.hexdigest()[:16]
 
 

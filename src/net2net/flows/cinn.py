@@ -11,6 +11,7 @@ from .base import SequentialFlow, check_flat, check_tensor
 from .coupling import ConditionalAffineCoupling
 from .embedder import build_embedder
 from .layers import ActNorm, FixedPermutation
+from .loss import nll
 
 __all__ = ["ConditionalINN", "UnconditionalFlow", "build_blocks"]
 
@@ -127,6 +128,15 @@ class ConditionalINN(_FlowMixin):
     def residual(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
         """The residual ``v = τ⁻¹(z_tgt | z_src)``: what ``z_src`` does not determine about ``z_tgt``."""
         return self(z_tgt, z_src)[0]
+
+    def from_residual(self, v: Tensor, z_src: Tensor) -> Tensor:
+        """``z_tgt = τ(v | z_src)``, ``(B, dim)``: the inverse of :meth:`residual` (Eq. 6 swaps ``z_src`` here)."""
+        return self.inverse(v, z_src)[0]
+
+    def log_prob(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
+        """``log p(z_tgt | z_src)`` in nats, ``(B,)``: minus the NLL of :func:`net2net.flows.nll` (Gaussian constant
+        included), so ``-log_prob(z, c).mean() / dim`` is the ``nats_per_dim`` that training reports."""
+        return -nll(*self(z_tgt, z_src)).per_sample
 
     def sample(
         self,

@@ -1,8 +1,10 @@
-"""Lightning callbacks: PNG grids of inputs, reconstructions and prior samples during training."""
+"""Lightning callbacks: PNG grids of inputs, reconstructions and prior samples during training; rows per second."""
 
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 
 from ..images import make_grid, save_png
 
-__all__ = ["ImageLogger"]
+__all__ = ["ImageLogger", "RowsPerSecond"]
 
 
 class ImageLogger(Callback):
@@ -25,6 +27,9 @@ class ImageLogger(Callback):
     ``samples`` from the prior). It is called in eval mode on the current training batch and put back in its
     previous mode afterwards. The prior codes come from a generator seeded with ``seed`` at every call, so
     the ``samples`` grids of different steps show the same codes.
+
+    Where there are no images (a module without ``log_images``, or entries that are not ``(N, 1 or 3, H, W)``
+    batches, e.g. a translation between embeddings), the logger warns once and switches itself off.
 
     Arguments:
         every_n_steps: interval in global steps (the PNGs are named by the step reached after the update).
@@ -64,6 +69,7 @@ class ImageLogger(Callback):
         self.nrow = nrow if nrow is not None else math.ceil(math.sqrt(max_images))
         self.scale = scale
         self._last_step = -1
+        self.enabled = True
 
     def __repr__(self) -> str:
         return f"ImageLogger(every_n_steps={self.every_n_steps}, max_images={self.max_images})"
@@ -80,14 +86,14 @@ class ImageLogger(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if not trainer.is_global_zero or not self._due(step):
+        if not self.enabled or not trainer.is_global_zero or not self._due(step):
             return
         self.log_images(trainer, pl_module, batch, step)
 
     def log_images(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, step: int) -> list[Path]:
         """Write the grids of ``batch`` for ``step`` now; returns the written paths."""
         if not hasattr(pl_module, "log_images"):
-            raise TypeError(f"ImageLogger: {type(pl_module).__name__} has no log_images(batch, max_images, generator)")
+            return self._switch_off(f"{type(pl_module).__name__} has no log_images(batch, max_images, generator)")
         was_training = pl_module.training
         pl_module.eval()
         try:
@@ -99,9 +105,45 @@ class ImageLogger(Callback):
             pl_module.train(was_training)
         out = self.image_dir(trainer)
         paths = []
+        shapes = {name: tuple(x.shape) for name, x in images.items() if x.dim() != 4 or x.shape[1] not in (1, 3)}
+        if shapes:
+            return self._switch_off(f"{type(pl_module).__name__}.log_images gave no image batches (N, 1 or 3, H, W): "
+                                    f"{shapes}")  # fmt: skip
         for name, x in images.items():
             nrow = getattr(pl_module, "image_grid_nrow", self.nrow)  # a module may fix its grids' row length
             grid = make_grid(x[: max(self.max_images, nrow)], nrow=nrow, scale=self.scale)  # (N, C, H, W) -> (C, H', W')
             paths.append(save_png(grid, out / f"step_{step:06d}_{name}.png"))
         self._last_step = step
         return paths
+
+    def _switch_off(self, why: str) -> list[Path]:
+        warnings.warn(f"ImageLogger: switched off, no images to log: {why}", stacklevel=3)
+        self.enabled = False
+        return []
+
+
+class RowsPerSecond(Callback):
+    """Show training rows (pairs) per second in the progress bar (``rows_per_s``), over the last ``window`` steps.
+
+    Arguments:
+        window: optimiser steps averaged.
+    """
+
+    def __init__(self, window: int = 20) -> None:
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"RowsPerSecond: window must be positive, got {window}")
+        self.window = window
+        self._times: list[float] = []
+        self._rows: list[int] = []
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        rows = int(next(iter(batch.values())).shape[0]) * trainer.world_size if isinstance(batch, Mapping) else 0
+        self._times.append(time.perf_counter())
+        self._rows.append(rows)
+        del self._times[: -self.window - 1], self._rows[: -self.window - 1]
+        if len(self._times) > 1:
+            rate = sum(self._rows[1:]) / max(self._times[-1] - self._times[0], 1e-9)
+            pl_module.log("rows_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)

@@ -119,13 +119,12 @@ class CINNModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         devices = max(1, self.trainer.world_size) if self._trainer is not None else 1
         accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
-        opt, sched = make_optimizer(self.tau.parameters(), self.optim_cfg, self.batch_size * devices * accumulate)
+        max_steps = self.trainer.max_steps if self._trainer is not None else None
+        # the optimiser clips gradients to optim.grad_clip itself (make_optimizer); decay_steps may follow max_steps
+        opt, sched = make_optimizer(
+            self.tau.parameters(), self.optim_cfg, self.batch_size * devices * accumulate, max_steps=max_steps
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip = gradient_clip_val if gradient_clip_val is not None else self.optim_cfg.grad_clip
-        if clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
 
 def save_cinn(tau: ConditionalINN, flow_config: Mapping[str, Any], path: str | os.PathLike[str],

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["FlowOptimConfig", "make_optimizer", "learning_rate"]
+__all__ = ["ClippedAdam", "FlowOptimConfig", "make_optimizer", "learning_rate"]
 
 
 @dataclass
@@ -22,6 +24,8 @@ class FlowOptimConfig:
     capped at ``max_lr``, reached by a linear warm-up, and gradients are clipped by norm. With ``decay_steps``
     the rate then follows a cosine from its peak down to ``final_lr_fraction`` of it at step ``decay_steps``
     (and stays there): short runs such as the text-to-image demo converge further in the same steps.
+    ``decay_steps: max_steps`` makes the decay end with the run (:meth:`resolve` reads the trainer's ``max_steps``),
+    so a run resumed with a larger ``max_steps`` decays over the new length instead of training at the final rate.
     """
 
     base_lr: float = 4.5e-6  # per sample of the effective batch, as in the original code
@@ -29,7 +33,7 @@ class FlowOptimConfig:
     betas: tuple[float, float] = (0.5, 0.9)
     amsgrad: bool = True
     warmup_steps: int = 200  # linear warm-up from 0 to the learning rate
-    decay_steps: int | None = None  # cosine decay ends at this optimiser step; None keeps the rate constant
+    decay_steps: int | str | None = None  # cosine ends at this step; "max_steps": with the run; None: constant rate
     final_lr_fraction: float = 0.0  # rate at the end of the decay, as a fraction of the peak
     grad_clip: float | None = 100.0  # max global gradient norm; None disables clipping
     fused: bool | None = None  # fused Adam kernel; None picks it where the device supports it
@@ -37,15 +41,38 @@ class FlowOptimConfig:
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.decay_steps is not None and (isinstance(self.decay_steps, bool) or self.decay_steps <= self.warmup_steps):
+        if self.decay_steps == "max_steps":
+            pass
+        elif self.decay_steps is not None and (
+            not isinstance(self.decay_steps, int) or isinstance(self.decay_steps, bool) or self.decay_steps <= self.warmup_steps
+        ):
             raise ValueError(
-                f"decay_steps must be an int above warmup_steps={self.warmup_steps} (or None), got {self.decay_steps!r}"
+                f"decay_steps must be an int above warmup_steps={self.warmup_steps}, 'max_steps' or None, "
+                f"got {self.decay_steps!r}"
             )
         if not 0.0 <= self.final_lr_fraction <= 1.0:
             raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
 
+    def resolve(self, max_steps: int | None) -> FlowOptimConfig:
+        """This config with ``decay_steps: max_steps`` replaced by the run's ``max_steps``; warns when an explicit
+        ``decay_steps`` ends before ``max_steps`` with a final rate of 0 (the steps after it would not learn)."""
+        if self.decay_steps == "max_steps":
+            if max_steps is None or max_steps < 0:
+                raise ValueError("decay_steps: 'max_steps' needs a run with a finite max_steps (lightning.trainer)")
+            return replace(self, decay_steps=max(max_steps, self.warmup_steps + 1))
+        if isinstance(self.decay_steps, int) and max_steps is not None and max_steps > self.decay_steps:
+            warnings.warn(
+                f"decay_steps={self.decay_steps} ends before max_steps={max_steps}: steps {self.decay_steps}.."
+                f"{max_steps} train at {self.final_lr_fraction:g} x the peak learning rate; set decay_steps: max_steps "
+                "to decay over the whole run",
+                stacklevel=2,
+            )
+        return self
+
     def lr_factor(self, step: int) -> float:
         """Multiplier of the learning rate at optimiser step ``step`` (0-based): warm-up, then optional cosine."""
+        if self.decay_steps == "max_steps":
+            raise ValueError("decay_steps is 'max_steps': call resolve(max_steps) first (make_optimizer does)")
         factor = 1.0 if self.warmup_steps == 0 else min(1.0, (step + 1) / self.warmup_steps)
         if self.decay_steps is not None:
             t = min(1.0, max(0.0, (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps)))
@@ -60,18 +87,53 @@ def learning_rate(cfg: FlowOptimConfig, effective_batch_size: int) -> float:
     return min(cfg.base_lr * effective_batch_size, cfg.max_lr)
 
 
+class ClippedAdam(torch.optim.Adam):
+    """Adam that clips the global gradient norm of its parameters to ``grad_clip`` at the start of every step.
+
+    The clip runs after the closure (Lightning computes the gradients inside ``step(closure)``), and is skipped
+    when a gradient scaler hands still-scaled gradients to a fused step (it sets ``grad_scale``), where a clip by
+    norm would be wrong.
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], grad_clip: float | None = None, **kwargs: Any) -> None:
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None, got {grad_clip!r}")
+        super().__init__(params, **kwargs)
+        self.grad_clip = grad_clip
+
+    def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        scaled = getattr(self, "grad_scale", None) is not None  # set by GradScaler.step for fused kernels
+        if self.grad_clip is not None and not scaled:
+            params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+            if params:
+                nn.utils.clip_grad_norm_(params, self.grad_clip)
+        super().step(**kwargs)
+        return loss
+
+
 def make_optimizer(
-    params: Iterable[nn.Parameter], cfg: FlowOptimConfig, effective_batch_size: int
+    params: Iterable[nn.Parameter], cfg: FlowOptimConfig, effective_batch_size: int, max_steps: int | None = None
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam with the recipe of :class:`FlowOptimConfig` and its schedule (step it every optimiser step)."""
+    """Adam with the recipe of :class:`FlowOptimConfig` and its schedule (step it every optimiser step).
+
+    The optimiser (:class:`ClippedAdam`) clips the global gradient norm to ``cfg.grad_clip`` in every step, so the
+    recipe holds in any training loop (Lightning's or a plain one). ``max_steps`` resolves ``decay_steps: max_steps`` (see
+    :meth:`FlowOptimConfig.resolve`).
+    """
+    cfg = cfg.resolve(max_steps)
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("make_optimizer: no trainable parameters")
     fused = cfg.fused
     if fused is None:
         fused = all(p.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) for p in params)
-    opt = torch.optim.Adam(
-        params, lr=learning_rate(cfg, effective_batch_size), betas=cfg.betas, amsgrad=cfg.amsgrad, fused=fused
+    opt = ClippedAdam(
+        params, lr=learning_rate(cfg, effective_batch_size), betas=cfg.betas, amsgrad=cfg.amsgrad, fused=fused,
+        grad_clip=cfg.grad_clip,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cfg.lr_factor)
     return opt, sched
