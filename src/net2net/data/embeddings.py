@@ -266,6 +266,10 @@ class Standardization:
         """Standardised ``z_src``."""
         return (z - self.src_mean.to(z)) / self.src_std.to(z)
 
+    def source_inverse(self, z: Tensor) -> Tensor:
+        """Raw ``z_src`` from a standardised one."""
+        return z * self.src_std.to(z) + self.src_mean.to(z)
+
     def target(self, z: Tensor) -> Tensor:
         """Standardised ``z_tgt``."""
         return (z - self.tgt_mean.to(z)) / self.tgt_std.to(z)

@@ -40,6 +40,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..experts.base import check_code
 from ..images import atomic_path, atomic_save_safetensors
 
 __all__ = [
@@ -184,15 +185,17 @@ def encode_target(target: Any, y: Tensor) -> tuple[Tensor, Tensor]:
             f"the target expert {type(target).__name__} has no encode/encode_dist: a generator without an encoder "
             "is trained on synthetic pairs (z, G(z)) instead of a cache of real images"
         )
+    who = f"the target expert {type(target).__name__}.{'encode_dist' if hasattr(target, 'encode_dist') else 'encode'}"
+    check_code(mean, len(y), who, spatial=False)
+    if std.shape != mean.shape:
+        raise ValueError(f"{who} returned a std of shape {tuple(std.shape)} for a mean of shape {tuple(mean.shape)}")
     return mean.float().cpu(), std.float().cpu()
 
 
 @torch.no_grad()
 def encode_source(source: Any, x: Any) -> Tensor:
     """A source expert's code of a batch (images, labels or a list of strings), as float32 on the CPU."""
-    z = source.encode(x)
-    if not isinstance(z, Tensor):
-        raise TypeError(f"the source expert {type(source).__name__}.encode returned {type(z).__name__}, not a Tensor")
+    z = check_code(source.encode(x), len(x), f"the source expert {type(source).__name__}.encode")
     return z.float().cpu()
 
 

@@ -32,6 +32,8 @@ __all__ = [
     "FrozenExpert",
     "SourceExpert",
     "TargetExpert",
+    "check_code",
+    "check_expert",
     "expert_fingerprint",
     "describe_state_mismatch",
     "freeze",
@@ -131,6 +133,57 @@ class FrozenExpert(nn.Module):
     def train(self, mode: bool = True) -> FrozenExpert:
         """Does nothing but keep eval mode: the expert is frozen."""
         return super().train(False)
+
+
+def check_expert(expert: object, role: str, key: str, needs: tuple[str, ...] = ()) -> object:
+    """Check that a config's expert has the methods of its protocol; returns it.
+
+    Arguments:
+        expert: the instantiated object.
+        role: ``"source"`` (needs ``encode``) or ``"target"`` (needs ``decode``, and ``encode`` or ``encode_dist``
+            where ``needs`` says so).
+        key: the config key that built it, named in the error.
+        needs: further methods required by the caller (e.g. ``("encode",)`` for a target encoded into a cache).
+
+    Raises:
+        TypeError: naming ``key``, the class, the missing method and what it must do.
+
+    Example:
+        >>> check_expert(nn.Linear(2, 2), "source", "data.params.source")
+        Traceback (most recent call last):
+        ...
+        TypeError: data.params.source: Linear is not a source expert: it has no method encode(x) -> z_src of shape (B, D) or (B, C, H, W); wrap the model (e.g. net2net.experts.LayerExpert) or add the method
+    """
+    required = {"source": ("encode",), "target": ("decode",)}.get(role)
+    if required is None:
+        raise ValueError(f"check_expert: role must be 'source' or 'target', got {role!r}")
+    what = {
+        "encode": "encode(x) -> z_src of shape (B, D) or (B, C, H, W)" if role == "source" else
+        "encode(y) -> z_tgt of shape (B, D) (or encode_dist(y) -> (mean, std))",
+        "decode": "decode(z) -> y",
+    }  # fmt: skip
+    for method in (*required, *needs):
+        if method == "encode" and role == "target" and callable(getattr(expert, "encode_dist", None)):
+            continue
+        if not callable(getattr(expert, method, None)):
+            raise TypeError(
+                f"{key}: {type(expert).__name__} is not a {role} expert: it has no method {what.get(method, method)}; "
+                "wrap the model (e.g. net2net.experts.LayerExpert) or add the method"
+            )
+    return expert
+
+
+def check_code(z: Any, batch: int, who: str, spatial: bool = True) -> Tensor:
+    """Check an expert's output for a batch of ``batch`` inputs: a float tensor ``(batch, D)`` (or, where
+    ``spatial``, ``(batch, C, H, W)``) with finite values; returns it. The error names ``who`` and the shape received."""
+    expected = "(B, D) or (B, C, H, W)" if spatial else "(B, D)"
+    if not isinstance(z, Tensor):
+        raise TypeError(f"{who} returned {type(z).__name__}, expected a Tensor of shape {expected}")
+    if z.dim() not in ((2, 4) if spatial else (2,)) or z.shape[0] != batch:
+        raise ValueError(f"{who} returned shape {tuple(z.shape)} for {batch} inputs; expected {expected} with B={batch}")
+    if not z.is_floating_point():
+        raise TypeError(f"{who} returned {z.dtype} values, expected floating point")
+    return z
 
 
 def is_stochastic(expert: object) -> bool:

@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import instantiate_from_config
+from ..experts.base import check_expert
 from ..data.latent_cache import (
     LatentDataset,
     _collate,
@@ -109,13 +110,17 @@ class TranslationDataModule(L.LightningDataModule):
     @property
     def source(self) -> Any:
         if self._source is None:
-            self._source = instantiate_from_config(self.source_config, key="data.params.source")
+            self._source = check_expert(
+                instantiate_from_config(self.source_config, key="data.params.source"), "source", "data.params.source"
+            )
         return self._source
 
     @property
     def target(self) -> Any:
         if self._target is None:
-            self._target = instantiate_from_config(self.target_config, key="data.params.target")
+            self._target = check_expert(
+                instantiate_from_config(self.target_config, key="data.params.target"), "target", "data.params.target"
+            )
         return self._target
 
     @property
