@@ -428,12 +428,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``net2net`` console script."""
     parser = build_parser()
-    # `train` takes key=value overrides anywhere on the line (also after --log-dir); other commands take none
+    # `train`, `encode` and `fit` take key=value overrides anywhere on the line; other commands take none
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command not in ("train", "encode") or any(a.startswith("-") for a in extra):
+        if args.command not in ("train", "encode", "fit") or any(a.startswith("-") for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.items = [*args.items, *extra]
+        if args.command == "fit":
+            args.overrides = [*args.overrides, *extra]
+        else:
+            args.items = [*args.items, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # Lightning's banner lines (accelerators, tips) are noise for a CLI user
         import lightning.pytorch  # noqa: F401  (Lightning sets its loggers' levels when imported)

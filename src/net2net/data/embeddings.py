@@ -591,7 +591,7 @@ class EmbeddingDataModule(L.LightningDataModule):
         return self._val
 
     def _rank(self) -> tuple[int, int]:
-        trainer = self._trainer if hasattr(self, "_trainer") else None
+        trainer = getattr(self, "trainer", None)  # set by Lightning when the module is attached to a Trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
@@ -607,4 +607,5 @@ class EmbeddingDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank()
         src, tgt = self.held_out()
-        return DataLoader(_HeldOut(src, tgt, max(self.batch_size, 1024), rank, world), batch_size=None)
+        batch = min(max(self.batch_size, 1024), math.ceil(len(src) / world))  # every process gets a batch
+        return DataLoader(_HeldOut(src, tgt, batch, rank, world), batch_size=None)

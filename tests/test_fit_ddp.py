@@ -1,0 +1,70 @@
+"""``net2net fit`` under DDP with two CPU processes (gloo): each process reads its own blocks of the embedding files,
+the ranks share ActNorm's initialisation and the weights, and the held-out NLL matches a single-process run.
+
+Both runs go through the CLI in subprocesses (Lightning's ``ddp`` strategy starts rank 1 by re-running the command
+line); ``tests/ddp_helpers.StateDump`` writes each rank's tensors, added with a config override.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_ddp import _LAUNCH_VARS, TESTS_DIR, _assert_same, _free_port, _load, pytestmark  # noqa: F401
+from test_embeddings import _pairs
+
+STEPS = 100
+TIMEOUT_S = 300
+ARGS = ["--steps", str(STEPS), "--n-blocks", "2", "--hidden-dim", "32", "--val-every", "50",
+        "--max-lr", "3e-3", "--accelerator", "cpu", "model.params.flow_config.params.embedding_dim=8",
+        "model.params.optim.warmup_steps=10", "lightning.trainer.enable_progress_bar=false"]  # fmt: skip
+
+
+def _fit(tmp_path: Path, name: str, extra: list[str]) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS and not k.startswith("SLURM_")}
+    env.update(PYTHONPATH=os.pathsep.join([str(TESTS_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]),
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), OMP_NUM_THREADS="1")  # fmt: skip
+    cmd = [sys.executable, "-m", "net2net.cli", "fit", "--source", "src.npy", "--target", "tgt.npy", "--out", name,
+           *ARGS, *extra]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"net2net fit {name} did not finish within {TIMEOUT_S} s (hang?); output:\n{out[-4000:]}")
+    assert proc.returncode == 0, f"net2net fit {name} failed (exit {proc.returncode}):\n{out[-4000:]}"
+    return json.loads((tmp_path / name / "model_card.json").read_text(encoding="utf-8"))
+
+
+def test_fit_on_two_processes_matches_one(tmp_path: Path) -> None:
+    src, tgt = _pairs(2000)
+    np.save(tmp_path / "src.npy", src)
+    np.save(tmp_path / "tgt.npy", tgt)
+    dump = tmp_path / "dump"
+    ddp = _fit(tmp_path, "ddp", ["--batch-size", "64", "--devices", "2", "--strategy", "ddp", "lightning.callbacks.state_dump.target="
+               "ddp_helpers.StateDump", f"lightning.callbacks.state_dump.params.out_dir={dump}"])  # fmt: skip
+    single = _fit(tmp_path, "single", ["--batch-size", "128"])  # the same 128 rows per step as 2 x 64
+
+    start, batch, init, final = ([_load(dump, f"rank{r}{s}") for r in (0, 1)] for s in ("_start", "_batch0", "_init", ""))
+    # each process read its own blocks: no row of one first batch is in the other
+    shared = (torch.cdist(batch[0]["z_tgt"], batch[1]["z_tgt"]) < 1e-6).sum().item()
+    assert shared == 0, f"the ranks' first batches share {shared} rows: the blocks were not split over the processes"
+    _assert_same(start[0], start[1], "weights at train start")
+    actnorm = {k: v for k, v in init[0].items() if ".loc" in k or ".log_scale" in k}
+    assert actnorm, "no ActNorm state found"
+    _assert_same(actnorm, {k: init[1][k] for k in actnorm}, "ActNorm after its initialisation")
+    _assert_same(final[0], final[1], "weights at train end")
+    assert ddp["steps"] == single["steps"] == STEPS
+    # the same held-out rows (the split depends on the seed only), the same NLL within noise
+    assert ddp["held_out_rows"] == single["held_out_rows"]
+    gap = abs(ddp["held_out_nats_per_dim"] - single["held_out_nats_per_dim"])
+    assert gap < 0.06, f"held-out NLL: DDP {ddp['held_out_nats_per_dim']:.3f}, single {single['held_out_nats_per_dim']:.3f}"
