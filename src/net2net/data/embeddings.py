@@ -331,7 +331,7 @@ def _digest(h: Any, chunks: Sequence[np.ndarray]) -> None:
         h.update(c.tobytes())
 
 
-def scan_pair(source: EmbeddingArray, target: EmbeddingArray, block_rows: int = 65536, progress: bool = False) -> PairScan:
+def scan_pair(source: EmbeddingArray, target: EmbeddingArray, block_rows: int = 8192, progress: bool = False) -> PairScan:
     """One pass over both arrays: check them, compute their standardisation and content digests.
 
     Raises:
