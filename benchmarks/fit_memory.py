@@ -85,17 +85,31 @@ def _rss_mb() -> float:
 def run_fit(src: Path, tgt: Path, out: Path, args: argparse.Namespace) -> dict:
     from net2net.training.fit import FitSettings, fit
 
-    settings = FitSettings(steps=args.steps, batch_size=args.batch, val_every=args.val_every, patience=args.patience,
-                           **FLOW)  # fmt: skip
+    settings = FitSettings(
+        steps=args.steps, batch_size=args.batch, val_every=args.val_every, patience=args.patience, **FLOW
+    )
     t0 = time.perf_counter()
-    fit(src, tgt, out, settings, progress=False, trainer={"enable_progress_bar": False, "enable_model_summary": False},
-        overrides=["lightning.callbacks.val_clock.target=__main__.ValClock"], command="benchmarks/fit_memory.py")  # fmt: skip
+    fit(
+        src,
+        tgt,
+        out,
+        settings,
+        progress=False,
+        trainer={"enable_progress_bar": False, "enable_model_summary": False},
+        overrides=["lightning.callbacks.val_clock.target=__main__.ValClock"],
+        command="benchmarks/fit_memory.py",
+    )
     wall = time.perf_counter() - t0
     card = json.loads((out / "model_card.json").read_text())
     final = ValClock.records[-1][2]
     reach = next(t for t, _, v in ValClock.records if v <= final + 0.02)
-    return {"wall_s": wall, "steps": card["steps"], "held_out_nats_per_dim": card["held_out_nats_per_dim"],
-            "time_to_within_0.02_s": reach, "val_curve": ValClock.records}  # fmt: skip
+    return {
+        "wall_s": wall,
+        "steps": card["steps"],
+        "held_out_nats_per_dim": card["held_out_nats_per_dim"],
+        "time_to_within_0.02_s": reach,
+        "val_curve": ValClock.records,
+    }
 
 
 def run_tensor(src: Path, tgt: Path, args: argparse.Namespace) -> dict:
@@ -109,13 +123,27 @@ def run_tensor(src: Path, tgt: Path, args: argparse.Namespace) -> dict:
     x = (x - x.mean(0)) / x.std(0)
     y = (y - y.mean(0)) / y.std(0)
     load_s = time.perf_counter() - t0
-    loader = DataLoader(TensorDataset(x, y), batch_size=args.batch, shuffle=True, drop_last=True,
-                        collate_fn=lambda items: {"z_src": torch.stack([a for a, _ in items]),
-                                                  "z_tgt": torch.stack([b for _, b in items])})  # fmt: skip
+    loader = DataLoader(
+        TensorDataset(x, y),
+        batch_size=args.batch,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=lambda items: {
+            "z_src": torch.stack([a for a, _ in items]),
+            "z_tgt": torch.stack([b for _, b in items]),
+        },
+    )
     flow = {"target": "net2net.flows.ConditionalINN", "params": {"dim": TGT_DIM, "cond_dim": SRC_DIM, **FLOW}}
     model = CINNModule(flow, {"max_lr": 1e-3, "base_lr": 1.0, "decay_steps": "max_steps"}, batch_size=args.batch)
-    trainer = L.Trainer(max_steps=args.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[ValClock()], accelerator="cpu")  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=args.steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ValClock()],
+        accelerator="cpu",
+    )
     trainer.fit(model, loader)
     return {"wall_s": time.perf_counter() - t0, "load_s": load_s, "steps": trainer.global_step}
 
@@ -151,24 +179,44 @@ def main() -> None:
         make_data(args.data, rows)
         print(f"data {rows} rows ready ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
         for mode in args.modes:
-            cmd = [sys.executable, __file__, "--one", mode, str(rows), "--steps", str(args.steps), "--batch",
-                   str(args.batch), "--val-every", str(args.val_every), "--patience", str(args.patience),
-                   "--data", str(args.data)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                mode,
+                str(rows),
+                "--steps",
+                str(args.steps),
+                "--batch",
+                str(args.batch),
+                "--val-every",
+                str(args.val_every),
+                "--patience",
+                str(args.patience),
+                "--data",
+                str(args.data),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SystemExit(f"{mode} {rows} failed:\n{proc.stderr[-3000:]}")
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(json.dumps({k: v for k, v in results[-1].items() if k != "val_curve"}), file=sys.stderr)
-    print(f"\nOMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load average at the end "
-          f"{open('/proc/loadavg').read().split()[:3]}, {args.steps} max steps of batch {args.batch}, cINN {FLOW}\n")  # fmt: skip
-    print("| rows | data path | peak RSS MB | rows/s (median step) | steps | wall s | held-out nats/dim | "
-          "time to within 0.02 nats/dim of final |")
+    print(
+        f"\nOMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load average at the end "
+        f"{open('/proc/loadavg').read().split()[:3]}, {args.steps} max steps of batch {args.batch}, cINN {FLOW}\n"
+    )
+    print(
+        "| rows | data path | peak RSS MB | rows/s (median step) | steps | wall s | held-out nats/dim | "
+        "time to within 0.02 nats/dim of final |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         name = "fit (block stream from .npy)" if r["mode"] == "fit" else "TensorDataset (np.load)"
-        print(f"| {r['rows']:,} | {name} | {r['peak_rss_mb']:.0f} | {r['rows_per_s']:.0f} | {r['steps']} | "
-              f"{r['wall_s']:.0f} | {r.get('held_out_nats_per_dim', float('nan')):.3f} | "
-              f"{r.get('time_to_within_0.02_s', float('nan')):.0f} s |")  # fmt: skip
+        print(
+            f"| {r['rows']:,} | {name} | {r['peak_rss_mb']:.0f} | {r['rows_per_s']:.0f} | {r['steps']} | "
+            f"{r['wall_s']:.0f} | {r.get('held_out_nats_per_dim', float('nan')):.3f} | "
+            f"{r.get('time_to_within_0.02_s', float('nan')):.0f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Translations of one's own embeddings: files, checks, standardisation, the stream, ``fit`` and the latent-level API."""
+"""Translations of one's own embeddings: files, checks, standardisation, the stream, ``fit``, the latent-level API."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ from net2net.flows import ConditionalINN, nll
 from net2net.synthetic import LinearGaussian
 from net2net.training.fit import FitSettings, evaluate_run, export_run, fit
 
-TINY = FitSettings(steps=300, batch_size=64, n_blocks=2, hidden_dim=32, embedding_dim=8, val_every=50, warmup_steps=10,
-                   max_lr=3e-3)
+TINY = FitSettings(
+    steps=300, batch_size=64, n_blocks=2, hidden_dim=32, embedding_dim=8, val_every=50, warmup_steps=10, max_lr=3e-3
+)
 
 
 def _problem(dim: int = 3, cond_dim: int = 5, seed: int = 0) -> LinearGaussian:
@@ -68,8 +69,11 @@ def test_npy_safetensors_and_shard_folders_read_the_same_rows(tmp_path: Path) ->
     save_file({"e": x[17:40].astype(np.float64)}, str(shards / "01.safetensors"))
     np.save(shards / "02.npy", x[40:].astype(np.float64))
     expected = x.astype(np.float32)
-    for arr in (open_embeddings(tmp_path / "a.npy"), open_embeddings(tmp_path / "b.safetensors", key="emb"),
-                open_embeddings(shards)):  # fmt: skip
+    for arr in (
+        open_embeddings(tmp_path / "a.npy"),
+        open_embeddings(tmp_path / "b.safetensors", key="emb"),
+        open_embeddings(shards),
+    ):
         assert (arr.rows, arr.dim) == (50, 4)
         assert np.allclose(arr.read(0, 50), expected, atol=1e-6)
         assert np.allclose(arr.read(10, 45), expected[10:45], atol=1e-6)  # spans all three shards
@@ -83,13 +87,23 @@ def test_npy_safetensors_and_shard_folders_read_the_same_rows(tmp_path: Path) ->
         (lambda p: np.save(p / "x.npy", np.zeros((5, 2), np.int64)), TypeError, "float32 or float64.*int64"),
         (lambda p: np.save(p / "x.npy", np.zeros((5, 2), np.float16)), TypeError, "float16"),
         (lambda p: np.save(p / "x.npy", np.zeros((0, 2), np.float32)), ValueError, "empty"),
-        (lambda p: save_file({"a": np.zeros((2, 2)), "b": np.zeros((2, 2))}, str(p / "x.safetensors")), ValueError,
-         r"holds tensors \['a', 'b'\]"),
-        (lambda p: (p / "x").mkdir() or np.save(p / "x" / "0.npy", np.zeros((2, 2), np.float32))
-         or np.save(p / "x" / "1.npy", np.zeros((2, 3), np.float32)), ValueError, "different feature counts"),
+        (
+            lambda p: save_file({"a": np.zeros((2, 2)), "b": np.zeros((2, 2))}, str(p / "x.safetensors")),
+            ValueError,
+            r"holds tensors \['a', 'b'\]",
+        ),
+        (
+            lambda p: (
+                (p / "x").mkdir()
+                or np.save(p / "x" / "0.npy", np.zeros((2, 2), np.float32))
+                or np.save(p / "x" / "1.npy", np.zeros((2, 3), np.float32))
+            ),
+            ValueError,
+            "different feature counts",
+        ),
         (lambda p: None, FileNotFoundError, "no such file"),
     ],
-)  # fmt: skip
+)
 def test_bad_files_are_refused_with_what_was_received(tmp_path: Path, make, error, match) -> None:
     make(tmp_path)
     name = next((f.name for f in tmp_path.iterdir()), "missing.npy")
@@ -139,8 +153,18 @@ def test_stream_shards_blocks_over_ranks_and_never_reads_held_out_rows(tmp_path:
     std = scan.standardization
 
     def rows(rank: int, world: int, batches: int) -> np.ndarray:
-        stream = PairedEmbeddingStream(open_embeddings(tmp_path / "s.npy"), open_embeddings(tmp_path / "t.npy"),
-                                       train, block, 10, std, seed=3, rank=rank, world_size=world, shuffle_blocks=4)
+        stream = PairedEmbeddingStream(
+            open_embeddings(tmp_path / "s.npy"),
+            open_embeddings(tmp_path / "t.npy"),
+            train,
+            block,
+            10,
+            std,
+            seed=3,
+            rank=rank,
+            world_size=world,
+            shuffle_blocks=4,
+        )
         it = iter(stream)
         got = [next(it)["z_tgt"][:, 0].double() * std.tgt_std[0] + std.tgt_mean[0] for _ in range(batches)]
         return torch.cat(got).round().long().numpy()
@@ -165,15 +189,28 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, 
     save_file({"z": tgt}, str(d / "tgt.safetensors"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run = fit(d / "src.npy", d / "tgt.safetensors", d / "run", TINY, command="test", progress=False,
-                  trainer={"enable_progress_bar": False, "enable_model_summary": False})  # fmt: skip
+        run = fit(
+            d / "src.npy",
+            d / "tgt.safetensors",
+            d / "run",
+            TINY,
+            command="test",
+            progress=False,
+            trainer={"enable_progress_bar": False, "enable_model_summary": False},
+        )
     return run, src, tgt
 
 
 def test_fit_writes_a_complete_run_with_a_model_card(fitted) -> None:
     run, src, tgt = fitted
-    for name in ("config.yaml", "cinn.safetensors", "standardization.safetensors", "data.json", "model_card.md",
-                 "checkpoints/last.ckpt"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "cinn.safetensors",
+        "standardization.safetensors",
+        "data.json",
+        "model_card.md",
+        "checkpoints/last.ckpt",
+    ):
         assert (run / name).is_file(), name
     card = json.loads((run / "model_card.json").read_text())
     assert card["rows"] == len(src) and card["source"]["dim"] == 5 and card["target"]["dim"] == 3
@@ -231,8 +268,15 @@ def test_fit_refuses_an_existing_run_and_resumes_one(fitted, tmp_path: Path) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         longer = FitSettings(**{**TINY.__dict__, "steps": 340, "patience": 100})
-        fit(run.parent / "src.npy", run.parent / "tgt.safetensors", run, longer, resume=True, progress=False,
-            trainer={"enable_progress_bar": False, "enable_model_summary": False})  # fmt: skip
+        fit(
+            run.parent / "src.npy",
+            run.parent / "tgt.safetensors",
+            run,
+            longer,
+            resume=True,
+            progress=False,
+            trainer={"enable_progress_bar": False, "enable_model_summary": False},
+        )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["start_step"] == 300 and summary["global_step"] == 340, summary
 
@@ -249,7 +293,8 @@ def test_fit_rejects_mismatched_rows(tmp_path: Path) -> None:
 def test_datamodule_rejects_a_standardisation_of_other_widths(fitted, tmp_path: Path) -> None:
     run, src, _ = fitted
     np.save(tmp_path / "wide.npy", np.zeros((len(src), 4), np.float32))
-    dm = EmbeddingDataModule(str(run.parent / "src.npy"), str(tmp_path / "wide.npy"),
-                             str(run / "standardization.safetensors"))  # fmt: skip
+    dm = EmbeddingDataModule(
+        str(run.parent / "src.npy"), str(tmp_path / "wide.npy"), str(run / "standardization.safetensors")
+    )
     with pytest.raises(ValueError, match="target: 4 features, but the standardisation has 3"):
         dm.setup()

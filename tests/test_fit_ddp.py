@@ -22,19 +22,50 @@ from test_embeddings import _pairs
 
 STEPS = 100
 TIMEOUT_S = 300
-ARGS = ["--steps", str(STEPS), "--n-blocks", "2", "--hidden-dim", "32", "--val-every", "50",
-        "--max-lr", "3e-3", "--accelerator", "cpu", "model.params.flow_config.params.embedding_dim=8",
-        "model.params.optim.warmup_steps=10", "lightning.trainer.enable_progress_bar=false"]  # fmt: skip
+ARGS = [
+    "--steps",
+    str(STEPS),
+    "--n-blocks",
+    "2",
+    "--hidden-dim",
+    "32",
+    "--val-every",
+    "50",
+    "--max-lr",
+    "3e-3",
+    "--accelerator",
+    "cpu",
+    "model.params.flow_config.params.embedding_dim=8",
+    "model.params.optim.warmup_steps=10",
+    "lightning.trainer.enable_progress_bar=false",
+]
 
 
 def _fit(tmp_path: Path, name: str, extra: list[str]) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS and not k.startswith("SLURM_")}
-    env.update(PYTHONPATH=os.pathsep.join([str(TESTS_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]),
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), OMP_NUM_THREADS="1")  # fmt: skip
-    cmd = [sys.executable, "-m", "net2net.cli", "fit", "--source", "src.npy", "--target", "tgt.npy", "--out", name,
-           *ARGS, *extra]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(TESTS_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        OMP_NUM_THREADS="1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "net2net.cli",
+        "fit",
+        "--source",
+        "src.npy",
+        "--target",
+        "tgt.npy",
+        "--out",
+        name,
+        *ARGS,
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -50,11 +81,25 @@ def test_fit_on_two_processes_matches_one(tmp_path: Path) -> None:
     np.save(tmp_path / "src.npy", src)
     np.save(tmp_path / "tgt.npy", tgt)
     dump = tmp_path / "dump"
-    ddp = _fit(tmp_path, "ddp", ["--batch-size", "64", "--devices", "2", "--strategy", "ddp", "lightning.callbacks.state_dump.target="
-               "ddp_helpers.StateDump", f"lightning.callbacks.state_dump.params.out_dir={dump}"])  # fmt: skip
+    ddp = _fit(
+        tmp_path,
+        "ddp",
+        [
+            "--batch-size",
+            "64",
+            "--devices",
+            "2",
+            "--strategy",
+            "ddp",
+            "lightning.callbacks.state_dump.target=ddp_helpers.StateDump",
+            f"lightning.callbacks.state_dump.params.out_dir={dump}",
+        ],
+    )
     single = _fit(tmp_path, "single", ["--batch-size", "128"])  # the same 128 rows per step as 2 x 64
 
-    start, batch, init, final = ([_load(dump, f"rank{r}{s}") for r in (0, 1)] for s in ("_start", "_batch0", "_init", ""))
+    start, batch, init, final = (
+        [_load(dump, f"rank{r}{s}") for r in (0, 1)] for s in ("_start", "_batch0", "_init", "")
+    )
     # each process read its own blocks: no row of one first batch is in the other
     shared = (torch.cdist(batch[0]["z_tgt"], batch[1]["z_tgt"]) < 1e-6).sum().item()
     assert shared == 0, f"the ranks' first batches share {shared} rows: the blocks were not split over the processes"
@@ -67,4 +112,6 @@ def test_fit_on_two_processes_matches_one(tmp_path: Path) -> None:
     # the same held-out rows (the split depends on the seed only), the same NLL within noise
     assert ddp["held_out_rows"] == single["held_out_rows"]
     gap = abs(ddp["held_out_nats_per_dim"] - single["held_out_nats_per_dim"])
-    assert gap < 0.06, f"held-out NLL: DDP {ddp['held_out_nats_per_dim']:.3f}, single {single['held_out_nats_per_dim']:.3f}"
+    assert gap < 0.06, (
+        f"held-out NLL: DDP {ddp['held_out_nats_per_dim']:.3f}, single {single['held_out_nats_per_dim']:.3f}"
+    )

@@ -16,9 +16,10 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "your_own_models.md"
 TINY = {  # text of the tutorial -> the test's smaller sizes
     "FitSettings(steps=1500,": "FitSettings(steps=200, batch_size=64, embedding_dim=16, val_every=50, max_lr=3e-3,",
     "for step in range(2000):": "for step in range(300):",
-    "trainer: {max_steps: 2000, val_check_interval: 500,":
-        "trainer: {max_steps: 200, val_check_interval: 100, enable_progress_bar: false,",
-}  # fmt: skip
+    "trainer: {max_steps: 2000, val_check_interval: 500,": (
+        "trainer: {max_steps: 200, val_check_interval: 100, enable_progress_bar: false,"
+    ),
+}
 
 
 def _blocks(text: str) -> list[tuple[str, str]]:

@@ -197,12 +197,14 @@ def _fit(args: argparse.Namespace) -> int:
 
 @_user_errors
 def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .apps.files import sample_file
     from .apps.translate import Net2Net
 
     out = sample_file(Net2Net.from_run(args.run), args.source, args.out, n=args.n, temperature=args.temperature,
                       seed=args.seed, source_key=args.source_key)  # fmt: skip
-    print(json.dumps({"out": str(out), "shape": list(__import__("numpy").load(out, mmap_mode="r").shape)}))
+    print(json.dumps({"out": str(out), "shape": list(np.load(out, mmap_mode="r").shape)}))
     return 0
 
 

@@ -96,7 +96,9 @@ class Net2Net(nn.Module):
         if isinstance(z, np.ndarray):
             z = torch.from_numpy(np.asarray(z))
         if not isinstance(z, Tensor):
-            raise TypeError(f"{what}: expected a (B, {dim}) tensor or NumPy array of embeddings, got {type(z).__name__}")
+            raise TypeError(
+                f"{what}: expected a (B, {dim}) tensor or NumPy array of embeddings, got {type(z).__name__}"
+            )
         if z.dim() != 2 or z.shape[1] != dim:
             raise ValueError(f"{what}: expected shape (B, {dim}), got {tuple(z.shape)}")
         if not z.is_floating_point():

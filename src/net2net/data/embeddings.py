@@ -62,8 +62,18 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 EMBEDDING_SUFFIXES = (".npy", ".safetensors")
 STANDARDIZATION_FORMAT = "net2net.Standardization/1"
-_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": None, "I64": "<i8", "I32": "<i4",
-                       "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}  # fmt: skip
+_SAFETENSORS_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "BF16": None,
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+    "BOOL": "?",
+}
 
 
 @dataclass(frozen=True)
@@ -125,13 +135,17 @@ def _safetensors_part(path: Path, key: str | None) -> _Part:
     names = sorted(k for k in header if k != "__metadata__")
     if key is None:
         if len(names) != 1:
-            raise ValueError(f"{path}: holds tensors {names}; name the one to use (key=... / --source-key/--target-key)")
+            raise ValueError(
+                f"{path}: holds tensors {names}; name the one to use (key=... / --source-key/--target-key)"
+            )
         key = names[0]
     if key not in header or key == "__metadata__":
         raise ValueError(f"{path}: no tensor {key!r}; it holds {names}")
     entry = header[key]
     np_dtype = _SAFETENSORS_DTYPES.get(entry["dtype"], entry["dtype"])
-    rows, dim, dtype = _check_shape_dtype(path, entry["shape"], entry["dtype"] if np_dtype is None else np.dtype(np_dtype))
+    rows, dim, dtype = _check_shape_dtype(
+        path, entry["shape"], entry["dtype"] if np_dtype is None else np.dtype(np_dtype)
+    )
     return _Part(path, 8 + n + int(entry["data_offsets"][0]), rows, dim, dtype)
 
 
@@ -148,8 +162,10 @@ class EmbeddingArray:
             raise ValueError(f"{name}: no arrays")
         dims = {p.dim for p in parts}
         if len(dims) != 1:
-            raise ValueError(f"{name}: the shards have different feature counts {sorted(dims)}: "
-                             + ", ".join(f"{p.path.name}: {p.dim}" for p in parts[:5]))  # fmt: skip
+            raise ValueError(
+                f"{name}: the shards have different feature counts {sorted(dims)}: "
+                + ", ".join(f"{p.path.name}: {p.dim}" for p in parts[:5])
+            )
         self.parts, self.name = list(parts), name
         self.dim = parts[0].dim
         self.starts = np.cumsum([0] + [p.rows for p in parts])  # global row where each part starts
@@ -259,7 +275,8 @@ class Standardization:
 
     @property
     def target_log_det(self) -> float:
-        """``log |det d(standardised z_tgt) / d z_tgt|`` = ``-sum(log tgt_std)``: add it to a standardised log-density."""
+        """``log |det d(standardised z_tgt) / d z_tgt|`` = ``-sum(log tgt_std)``: add it to a standardised
+        log-density."""
         return float(-self.tgt_std.log().sum())
 
     def source(self, z: Tensor) -> Tensor:
@@ -280,7 +297,12 @@ class Standardization:
 
     def save(self, path: PathLike, metadata: dict[str, str] | None = None) -> Path:
         """Write to a safetensors file, atomically."""
-        tensors = {"src_mean": self.src_mean, "src_std": self.src_std, "tgt_mean": self.tgt_mean, "tgt_std": self.tgt_std}
+        tensors = {
+            "src_mean": self.src_mean,
+            "src_std": self.src_std,
+            "tgt_mean": self.tgt_mean,
+            "tgt_std": self.tgt_std,
+        }
         return atomic_save_safetensors(tensors, path, metadata={"format": STANDARDIZATION_FORMAT, **(metadata or {})})
 
     @classmethod
@@ -331,7 +353,9 @@ def _digest(h: Any, chunks: Sequence[np.ndarray]) -> None:
         h.update(c.tobytes())
 
 
-def scan_pair(source: EmbeddingArray, target: EmbeddingArray, block_rows: int = 8192, progress: bool = False) -> PairScan:
+def scan_pair(
+    source: EmbeddingArray, target: EmbeddingArray, block_rows: int = 8192, progress: bool = False
+) -> PairScan:
     """One pass over both arrays: check them, compute their standardisation and content digests.
 
     Raises:
@@ -373,7 +397,8 @@ def scan_pair(source: EmbeddingArray, target: EmbeddingArray, block_rows: int = 
     for name in ("source", "target"):
         if n_bad[name]:
             raise ValueError(
-                f"{name}: {n_bad[name]} row(s) hold NaN or Inf, e.g. rows {bad[name]}; drop or fix them (in both arrays)"
+                f"{name}: {n_bad[name]} row(s) hold NaN or Inf, e.g. rows {bad[name]}; "
+                "drop or fix them (in both arrays)"
             )
     std = {k: m.std() for k, m in moments.items()}
     const_t = np.flatnonzero(std["target"] <= 1e-12 * np.maximum(1.0, np.abs(moments["target"].mean)))
@@ -384,8 +409,11 @@ def scan_pair(source: EmbeddingArray, target: EmbeddingArray, block_rows: int = 
         )
     const_s = std["source"] <= 1e-12 * np.maximum(1.0, np.abs(moments["source"].mean))
     if const_s.any():
-        warnings.warn(f"source: {int(const_s.sum())} constant dimension(s), e.g. {np.flatnonzero(const_s)[:10].tolist()};"
-                      " they carry no information", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"source: {int(const_s.sum())} constant dimension(s), e.g. {np.flatnonzero(const_s)[:10].tolist()};"
+            " they carry no information",
+            stacklevel=2,
+        )
         std["source"] = np.where(const_s, 1.0, std["source"])
 
     def t(a: np.ndarray) -> Tensor:
@@ -402,7 +430,9 @@ def block_size(rows: int, block_rows: int) -> int:
     return max(1, min(block_rows, rows // 32 if rows >= 32 else 1))
 
 
-def held_out_blocks(rows: int, block_rows: int, val_fraction: float, max_val_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def held_out_blocks(
+    rows: int, block_rows: int, val_fraction: float, max_val_rows: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split the blocks of ``rows`` rows into training and held-out blocks (a seeded random choice of blocks).
 
     Returns ``(train_blocks, val_blocks)``, block indices; block ``b`` holds rows ``b*block_rows`` up to
@@ -491,8 +521,10 @@ class PairedEmbeddingStream(IterableDataset):
                 src = (src[:n_full] - self._src[0]) * self._src[1]
                 tgt = (tgt[:n_full] - self._tgt[0]) * self._tgt[1]
                 for j in range(0, n_full, self.batch_size):
-                    yield {"z_src": torch.from_numpy(src[j : j + self.batch_size]),
-                           "z_tgt": torch.from_numpy(tgt[j : j + self.batch_size])}  # fmt: skip
+                    yield {
+                        "z_src": torch.from_numpy(src[j : j + self.batch_size]),
+                        "z_tgt": torch.from_numpy(tgt[j : j + self.batch_size]),
+                    }
         raise AssertionError("unreachable")
 
 
@@ -543,15 +575,24 @@ class EmbeddingDataModule(L.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("max_val_rows", max_val_rows), ("block_rows", block_rows),
-                            ("shuffle_blocks", shuffle_blocks)):  # fmt: skip
+        for name, value in (
+            ("batch_size", batch_size),
+            ("max_val_rows", max_val_rows),
+            ("block_rows", block_rows),
+            ("shuffle_blocks", shuffle_blocks),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"data.params.{name} must be a positive int, got {value!r}")
         self.source_path, self.target_path = source, target
         self.source_key, self.target_key = source_key, target_key
         self.standardization_path = standardization
         self.batch_size, self.val_fraction, self.max_val_rows = batch_size, val_fraction, max_val_rows
-        self.block_rows_max, self.shuffle_blocks, self.seed, self.num_workers = block_rows, shuffle_blocks, seed, num_workers
+        self.block_rows_max, self.shuffle_blocks, self.seed, self.num_workers = (
+            block_rows,
+            shuffle_blocks,
+            seed,
+            num_workers,
+        )
         self.source: EmbeddingArray | None = None
         self.target: EmbeddingArray | None = None
         self.standardization: Standardization | None = None
@@ -565,8 +606,10 @@ class EmbeddingDataModule(L.LightningDataModule):
         if self.source.rows != self.target.rows:
             raise ValueError(f"source has {self.source.rows} rows but target has {self.target.rows}")
         self.standardization = Standardization.load(self.standardization_path)
-        for name, arr, mean in (("source", self.source, self.standardization.src_mean),
-                                ("target", self.target, self.standardization.tgt_mean)):  # fmt: skip
+        for name, arr, mean in (
+            ("source", self.source, self.standardization.src_mean),
+            ("target", self.target, self.standardization.tgt_mean),
+        ):
             if mean.numel() != arr.dim:
                 raise ValueError(f"{name}: {arr.dim} features, but the standardisation has {mean.numel()}")
         self.block_rows = block_size(self.source.rows, self.block_rows_max)
@@ -598,11 +641,20 @@ class EmbeddingDataModule(L.LightningDataModule):
         self.setup()
         rank, world = self._rank()
         stream = PairedEmbeddingStream(
-            self.source, self.target, self.train_blocks, self.block_rows, self.batch_size, self.standardization,
-            seed=self.seed, rank=rank, world_size=world, shuffle_blocks=self.shuffle_blocks,
-        )  # fmt: skip
-        return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)  # fmt: skip
+            self.source,
+            self.target,
+            self.train_blocks,
+            self.block_rows,
+            self.batch_size,
+            self.standardization,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            shuffle_blocks=self.shuffle_blocks,
+        )
+        return DataLoader(
+            stream, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        )
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank()

@@ -149,10 +149,10 @@ def check_expert(expert: object, role: str, key: str, needs: tuple[str, ...] = (
         TypeError: naming ``key``, the class, the missing method and what it must do.
 
     Example:
-        >>> check_expert(nn.Linear(2, 2), "source", "data.params.source")
+        >>> check_expert(nn.Linear(2, 2), "source", "data.params.source")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        TypeError: data.params.source: Linear is not a source expert: it has no method encode(x) -> z_src of shape (B, D) or (B, C, H, W); wrap the model (e.g. net2net.experts.LayerExpert) or add the method
+        TypeError: data.params.source: Linear is not a source expert: it has no method encode(x) -> z_src ...
     """
     required = {"source": ("encode",), "target": ("decode",)}.get(role)
     if required is None:
@@ -175,12 +175,14 @@ def check_expert(expert: object, role: str, key: str, needs: tuple[str, ...] = (
 
 def check_code(z: Any, batch: int, who: str, spatial: bool = True) -> Tensor:
     """Check an expert's output for a batch of ``batch`` inputs: a float tensor ``(batch, D)`` (or, where
-    ``spatial``, ``(batch, C, H, W)``) with finite values; returns it. The error names ``who`` and the shape received."""
+    ``spatial``, ``(batch, C, H, W)``); returns it. The error names ``who`` and the shape received."""
     expected = "(B, D) or (B, C, H, W)" if spatial else "(B, D)"
     if not isinstance(z, Tensor):
         raise TypeError(f"{who} returned {type(z).__name__}, expected a Tensor of shape {expected}")
     if z.dim() not in ((2, 4) if spatial else (2,)) or z.shape[0] != batch:
-        raise ValueError(f"{who} returned shape {tuple(z.shape)} for {batch} inputs; expected {expected} with B={batch}")
+        raise ValueError(
+            f"{who} returned shape {tuple(z.shape)} for {batch} inputs; expected {expected} with B={batch}"
+        )
     if not z.is_floating_point():
         raise TypeError(f"{who} returned {z.dtype} values, expected floating point")
     return z

@@ -68,8 +68,17 @@ class FitSettings:
             value = getattr(self, f.name)
             if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
                 raise TypeError(f"fit: {f.name} must be an int, got {value!r}")
-        for name in ("steps", "batch_size", "n_blocks", "hidden_dim", "embedding_dim", "val_every", "patience",
-                     "max_val_rows", "block_rows"):  # fmt: skip
+        for name in (
+            "steps",
+            "batch_size",
+            "n_blocks",
+            "hidden_dim",
+            "embedding_dim",
+            "val_every",
+            "patience",
+            "max_val_rows",
+            "block_rows",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"fit: {name} must be positive, got {getattr(self, name)}")
 
@@ -79,12 +88,25 @@ def _stat(path: Path) -> list[list[Any]]:
     return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
-def _data_record(source: Path, target: Path, scan: PairScan, src_dim: int, tgt_dim: int, keys: Sequence[str | None]
-                 ) -> dict[str, Any]:  # fmt: skip
+def _data_record(
+    source: Path, target: Path, scan: PairScan, src_dim: int, tgt_dim: int, keys: Sequence[str | None]
+) -> dict[str, Any]:
     return {
         "rows": scan.rows,
-        "source": {"path": str(source), "key": keys[0], "dim": src_dim, "digest": scan.source_digest, "files": _stat(source)},
-        "target": {"path": str(target), "key": keys[1], "dim": tgt_dim, "digest": scan.target_digest, "files": _stat(target)},
+        "source": {
+            "path": str(source),
+            "key": keys[0],
+            "dim": src_dim,
+            "digest": scan.source_digest,
+            "files": _stat(source),
+        },
+        "target": {
+            "path": str(target),
+            "key": keys[1],
+            "dim": tgt_dim,
+            "digest": scan.target_digest,
+            "files": _stat(target),
+        },
     }
 
 
@@ -93,39 +115,77 @@ def _write_json(path: Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
-def _config(settings: FitSettings, source: Path, target: Path, run: Path, src_dim: int, tgt_dim: int,
-            keys: Sequence[str | None], trainer: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _config(
+    settings: FitSettings,
+    source: Path,
+    target: Path,
+    run: Path,
+    src_dim: int,
+    tgt_dim: int,
+    keys: Sequence[str | None],
+    trainer: dict[str, Any],
+) -> dict[str, Any]:
     s = settings
-    flow = {"dim": tgt_dim, "cond_dim": src_dim, "n_blocks": s.n_blocks, "hidden_dim": s.hidden_dim,
-            "hidden_depth": s.hidden_depth, "embedding_dim": s.embedding_dim, "seed": s.seed}  # fmt: skip
+    flow = {
+        "dim": tgt_dim,
+        "cond_dim": src_dim,
+        "n_blocks": s.n_blocks,
+        "hidden_dim": s.hidden_dim,
+        "hidden_depth": s.hidden_depth,
+        "embedding_dim": s.embedding_dim,
+        "seed": s.seed,
+    }
     return {
         "seed": s.seed,
         "model": {
             "target": "net2net.training.cinn.CINNModule",
             "params": {
                 "flow_config": {"target": "net2net.flows.ConditionalINN", "params": flow},
-                "optim": {"max_lr": s.max_lr, "base_lr": 1.0, "warmup_steps": min(s.warmup_steps, s.steps - 1),
-                          "decay_steps": "max_steps", "grad_clip": s.grad_clip},  # fmt: skip
+                "optim": {
+                    "max_lr": s.max_lr,
+                    "base_lr": 1.0,
+                    "warmup_steps": min(s.warmup_steps, s.steps - 1),
+                    "decay_steps": "max_steps",
+                    "grad_clip": s.grad_clip,
+                },
                 "batch_size": s.batch_size,
             },
         },
         "data": {
             "target": "net2net.data.embeddings.EmbeddingDataModule",
-            "params": {"source": str(source), "target": str(target), "source_key": keys[0], "target_key": keys[1],
-                       "standardization": str(run / "standardization.safetensors"), "batch_size": s.batch_size,
-                       "val_fraction": s.val_fraction, "max_val_rows": s.max_val_rows, "block_rows": s.block_rows,
-                       "seed": s.seed},  # fmt: skip
+            "params": {
+                "source": str(source),
+                "target": str(target),
+                "source_key": keys[0],
+                "target_key": keys[1],
+                "standardization": str(run / "standardization.safetensors"),
+                "batch_size": s.batch_size,
+                "val_fraction": s.val_fraction,
+                "max_val_rows": s.max_val_rows,
+                "block_rows": s.block_rows,
+                "seed": s.seed,
+            },
         },
         "lightning": {
-            "trainer": {"max_steps": s.steps, "val_check_interval": s.val_every, "check_val_every_n_epoch": None,
-                        "num_sanity_val_steps": 0, "log_every_n_steps": min(50, s.val_every), **trainer},  # fmt: skip
+            "trainer": {
+                "max_steps": s.steps,
+                "val_check_interval": s.val_every,
+                "check_val_every_n_epoch": None,
+                "num_sanity_val_steps": 0,
+                "log_every_n_steps": min(50, s.val_every),
+                **trainer,
+            },
             "callbacks": {
                 "image_logger": None,  # embeddings: no images
                 "checkpoint": {"params": {"every_n_train_steps": s.val_every}},
                 "early_stopping": {
                     "target": "lightning.pytorch.callbacks.EarlyStopping",
-                    "params": {"monitor": "val/nats_per_dim", "mode": "min", "patience": s.patience,
-                               "check_on_train_epoch_end": False},  # fmt: skip
+                    "params": {
+                        "monitor": "val/nats_per_dim",
+                        "mode": "min",
+                        "patience": s.patience,
+                        "check_on_train_epoch_end": False,
+                    },
                 },
                 "rows_per_s": {"target": "net2net.training.callbacks.RowsPerSecond"},
             },
@@ -176,10 +236,14 @@ def fit(
     keys = (source_key, target_key)
     record_file, stdz_file = run / "data.json", run / "standardization.safetensors"
     if _is_rank_zero() and run.exists() and any(run.iterdir()) and not resume:
-        raise FileExistsError(f"{run} exists and is not empty: pass --resume to continue that run, or choose a new --out")
+        raise FileExistsError(
+            f"{run} exists and is not empty: pass --resume to continue that run, or choose a new --out"
+        )
     if resume and _is_rank_zero():
         if not (record_file.is_file() and stdz_file.is_file()):
-            raise FileNotFoundError(f"{run}: nothing to resume (no data.json / standardization.safetensors of a fit run)")
+            raise FileNotFoundError(
+                f"{run}: nothing to resume (no data.json / standardization.safetensors of a fit run)"
+            )
         old = json.loads(record_file.read_text(encoding="utf-8"))
         for name, path in (("source", source), ("target", target)):
             if old[name]["path"] != str(path):
@@ -192,7 +256,9 @@ def fit(
             _write_json(record_file, _data_record(source, target, scan, src.dim, tgt.dim, keys))
     elif _is_rank_zero():
         if src.rows != tgt.rows:
-            raise ValueError(f"source has {src.rows} rows but target has {tgt.rows}: the arrays must hold aligned pairs")
+            raise ValueError(
+                f"source has {src.rows} rows but target has {tgt.rows}: the arrays must hold aligned pairs"
+            )
         scan = scan_pair(src, tgt, progress=progress)
         run.mkdir(parents=True, exist_ok=True)
         scan.standardization.save(stdz_file)
@@ -283,8 +349,9 @@ def evaluate_run(run_dir: PathLike, information_steps: int = 600, max_train_rows
         train_src, train_tgt = _pairs(dm.train_dataloader(), max_train_rows)
         uncond = fit_unconditional_flow(train_tgt.float(), steps=information_steps, seed=0)
         est = information_estimate(heldout_nll(uncond, val_tgt), nll_c, dim=dim)
-        out.update(information=dict(est), information_train_rows=int(train_tgt.shape[0]),
-                   information_steps=information_steps)  # fmt: skip
+        out.update(
+            information=dict(est), information_train_rows=int(train_tgt.shape[0]), information_steps=information_steps
+        )
     return out
 
 
@@ -309,30 +376,41 @@ def write_model_card(run_dir: PathLike, command: str) -> dict[str, Any]:
         "translator": cfg["model"]["params"]["flow_config"],
     }
     _write_json(run / "model_card.json", card)
-    md = "\n".join([
-        f"# Model card: {run.name}",
-        "",
-        f"Translation p(z_tgt | z_src) learned by a conditional INN (net2net `fit`) on {data['rows']} row-aligned pairs.",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| source | `{data['source']['path']}`: {data['source']['dim']}-d, {data['source']['digest']} |",
-        f"| target | `{data['target']['path']}`: {data['target']['dim']}-d, {data['target']['digest']} |",
-        f"| rows (held out) | {data['rows']} ({ev['rows']}) |",
-        f"| held-out NLL, standardised | {ev['nats_per_dim']:.4f} nats/dim, {ev['bits_per_dim']:.4f} bits/dim |",
-        f"| held-out NLL, raw embeddings | {ev['raw_nats_per_dim']:.4f} nats/dim |",
-        f"| steps | {summary.get('global_step')} |",
-        f"| command | `{command}` |",
-        "",
-    ])  # fmt: skip
+    md = "\n".join(
+        [
+            f"# Model card: {run.name}",
+            "",
+            f"Translation p(z_tgt | z_src) learned by a conditional INN (net2net `fit`) on {data['rows']} "
+            "row-aligned pairs.",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| source | `{data['source']['path']}`: {data['source']['dim']}-d, {data['source']['digest']} |",
+            f"| target | `{data['target']['path']}`: {data['target']['dim']}-d, {data['target']['digest']} |",
+            f"| rows (held out) | {data['rows']} ({ev['rows']}) |",
+            f"| held-out NLL, standardised | {ev['nats_per_dim']:.4f} nats/dim, {ev['bits_per_dim']:.4f} bits/dim |",
+            f"| held-out NLL, raw embeddings | {ev['raw_nats_per_dim']:.4f} nats/dim |",
+            f"| steps | {summary.get('global_step')} |",
+            f"| command | `{command}` |",
+            "",
+        ]
+    )
     with atomic_path(run / "model_card.md") as tmp:
         tmp.write_text(md, encoding="utf-8")
     return card
 
 
 # -- export --------------------------------------------------------------------------------------------------------
-_RUN_FILES = ("config.yaml", "cinn.safetensors", "standardization.safetensors", "data.json", "model_card.json",
-              "model_card.md", "summary.json", "compute.json")  # fmt: skip
+_RUN_FILES = (
+    "config.yaml",
+    "cinn.safetensors",
+    "standardization.safetensors",
+    "data.json",
+    "model_card.json",
+    "model_card.md",
+    "summary.json",
+    "compute.json",
+)
 RUN_PATH_PREFIX = "run:"  # a config string "run:experts/x.safetensors" names a file inside the run folder
 
 

@@ -44,7 +44,9 @@ class FlowOptimConfig:
         if self.decay_steps == "max_steps":
             pass
         elif self.decay_steps is not None and (
-            not isinstance(self.decay_steps, int) or isinstance(self.decay_steps, bool) or self.decay_steps <= self.warmup_steps
+            not isinstance(self.decay_steps, int)
+            or isinstance(self.decay_steps, bool)
+            or self.decay_steps <= self.warmup_steps
         ):
             raise ValueError(
                 f"decay_steps must be an int above warmup_steps={self.warmup_steps}, 'max_steps' or None, "
@@ -121,8 +123,8 @@ def make_optimizer(
     """Adam with the recipe of :class:`FlowOptimConfig` and its schedule (step it every optimiser step).
 
     The optimiser (:class:`ClippedAdam`) clips the global gradient norm to ``cfg.grad_clip`` in every step, so the
-    recipe holds in any training loop (Lightning's or a plain one). ``max_steps`` resolves ``decay_steps: max_steps`` (see
-    :meth:`FlowOptimConfig.resolve`).
+    recipe holds in any training loop (Lightning's or a plain one). ``max_steps`` resolves
+    ``decay_steps: max_steps`` (see :meth:`FlowOptimConfig.resolve`).
     """
     cfg = cfg.resolve(max_steps)
     params = [p for p in params if p.requires_grad]
