@@ -3,7 +3,7 @@ memory at 200k and 2M rows, and the time ``fit`` takes to reach a held-out NLL w
 
 The data (seeded, written once to ``--data``, not part of the repository): ``z_src`` (N, 512) standard normal,
 ``z_tgt`` (N, 64) = ``z_src @ W + 0.5 * noise``, float32 ``.npy`` files (2M rows: 4.1 GB + 0.5 GB). Each measurement
-runs in its own process, which reports its own peak resident memory (``ru_maxrss``):
+runs in its own process, which reports its own peak resident memory (``VmHWM``):
 
 - ``fit``: :func:`net2net.training.fit.fit` (one scan pass for checks, standardisation and digests, then Lightning
   training on the block stream, held-out evaluations every ``--val-every`` steps, early stopping);
@@ -79,6 +79,11 @@ class ValClock(L.Callback):
 
 
 def _rss_mb() -> float:
+    """This process's peak resident memory: VmHWM, which starts afresh at exec (``ru_maxrss`` does not: it keeps the
+    parent's peak, here the writing of the data files)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
