@@ -48,8 +48,11 @@ def test_load_cinn_never_runs_what_a_file_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown cINN field 'target'"):
         load_cinn(evil_field)
     evil_value = _with_metadata(good, tmp_path / "v.safetensors", config=json.dumps({**TINY, "alpha": {"target": "x"}}))
-    with pytest.raises(ValueError, match="must be a number"):
+    with pytest.raises(ValueError, match="must be a finite number"):
         load_cinn(evil_value)
+    for bad in ({**TINY, "alpha": float("nan")}, {**TINY, "hidden_dim": 10**12}, {**TINY, "n_blocks": 10**9}):
+        with pytest.raises(ValueError, match="finite number|does not fit"):  # nothing huge is allocated
+            load_cinn(_with_metadata(good, tmp_path / "b.safetensors", config=json.dumps(bad)))
     assert not marker.exists()
     # an old (format 1) file of the real class still loads
     old = _with_metadata(good, tmp_path / "old.safetensors", format="net2net.ConditionalINN/1",

@@ -30,6 +30,7 @@ __all__ = [
     "fsync_dir",
     "load_safetensors",
     "read_safetensors_metadata",
+    "read_safetensors_shapes",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -131,6 +132,19 @@ def read_safetensors_metadata(path: PathLike, what: str = "the file", fix: str =
     try:
         with safe_open(str(p), framework="pt") as f:
             return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise _unreadable(p, e, what, fix) from e
+
+
+def read_safetensors_shapes(path: PathLike, what: str = "the file", fix: str = "") -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a safetensors file, from its header (no data read); errors as
+    :func:`read_safetensors_metadata`."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file ({what})")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise _unreadable(p, e, what, fix) from e
 

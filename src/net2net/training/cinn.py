@@ -18,7 +18,7 @@ from torch import Tensor
 from ..config import instantiate_from_config
 from ..flows import ConditionalINN, nll
 from ..flows.layers import actnorm_ready
-from ..io import atomic_save_safetensors, load_safetensors, read_safetensors_metadata
+from ..io import atomic_save_safetensors, load_safetensors, read_safetensors_metadata, read_safetensors_shapes
 from .optim import FlowOptimConfig, make_optimizer
 
 __all__ = ["CINN_FORMAT", "CINNModule", "cinn_params_from_metadata", "load_cinn", "save_cinn"]
@@ -171,9 +171,10 @@ def cinn_params_from_metadata(meta: Mapping[str, str], path: Path) -> dict[str, 
     for name, value in params.items():
         if name not in known:
             raise ValueError(f"{path}: unknown cINN field {name!r}; known: {', '.join(known)}")
-        scalar = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        scalar = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                   and math.isfinite(value))  # fmt: skip
         if not (scalar or _json_number_list(value)):
-            raise ValueError(f"{path}: cINN field {name!r} must be a number, a list of ints or null, got {value!r}")
+            raise ValueError(f"{path}: cINN field {name!r} must be a finite number, a list of ints or null, got {value!r}")
     return params
 
 
@@ -192,13 +193,22 @@ def load_cinn(path: str | os.PathLike[str]) -> ConditionalINN:
     fix = "retrain the run or copy the file again"
     meta = read_safetensors_metadata(path, "the cINN weights", fix)
     params = cinn_params_from_metadata(meta, path)
+    shapes = read_safetensors_shapes(path, "the cINN weights", fix)
+    # bound the sizes by what the file holds before building anything (a header could ask for a 10^12-wide net)
+    largest = max((math.prod(s) for s in shapes.values()), default=0)
+    for name, value in params.items():
+        values = value if isinstance(value, list) else [value]
+        limit = len(shapes) if name.endswith(("blocks", "depth")) else largest
+        if name not in ("alpha", "seed") and any(isinstance(v, int) and not 0 <= v <= max(limit, 1) for v in values):
+            raise ValueError(f"{path}: cINN field {name}={value!r} does not fit the {len(shapes)} tensors in the file")
     try:
-        tau = ConditionalINN(**params)
-    except (TypeError, ValueError) as e:
+        with torch.device("meta"):  # shapes only, no memory
+            expected = {k: tuple(v.shape) for k, v in ConditionalINN(**params).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: its cINN config does not build a network: {e}") from e
-    state = load_safetensors(path, "the cINN weights", fix)
-    try:
-        tau.load_state_dict(state, strict=True)
-    except RuntimeError as e:  # missing or unexpected keys, or a tensor of the wrong size
-        raise ValueError(f"{path}: the weights do not fit the cINN of its config: {e}") from e
+    if expected != shapes:
+        diff = sorted(set(expected) ^ set(shapes)) or [k for k in expected if expected[k] != shapes[k]]
+        raise ValueError(f"{path}: the weights do not fit the cINN of its config (first differences: {diff[:3]})")
+    tau = ConditionalINN(**params)
+    tau.load_state_dict(load_safetensors(path, "the cINN weights", fix), strict=True)
     return tau.eval()
