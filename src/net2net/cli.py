@@ -139,7 +139,8 @@ def _translate(args: argparse.Namespace) -> int:
     run, out = Path(args.run), Path(args.out)
     # everything the command line decides is checked before the model loads
     if not (run / "config.yaml").is_file():
-        raise CLIError(f"{run} is not a training run folder (no config.yaml)" if run.is_dir() else f"{run}: no such folder")
+        raise CLIError(f"{run} is not a training run folder (no config.yaml)" if run.is_dir()
+                       else f"{run}: no such folder")  # fmt: skip
     if args.text is None and args.labels is None:
         raise CLIError("give --text SENTENCE ... or --labels INT ...")
     if args.text is not None and args.labels is not None:

@@ -111,7 +111,8 @@ def atomic_save_safetensors(
 def _unreadable(path: Path, err: BaseException, what: str, fix: str) -> ValueError:
     detail = str(err).splitlines()[0] if str(err) else type(err).__name__
     hint = f"; {fix}" if fix else ""
-    return ValueError(f"{path}: cannot read {what}: not a valid safetensors file, truncated or corrupt ({detail}){hint}")
+    return ValueError(f"{path}: cannot read {what}: not a valid safetensors file, truncated or corrupt "
+                      f"({detail}){hint}")
 
 
 def read_safetensors_metadata(path: PathLike, what: str = "the file", fix: str = "") -> dict[str, str]:

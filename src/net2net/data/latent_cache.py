@@ -259,7 +259,8 @@ def encode_dataset(
 
     if texts:
         captions = sorted(texts, key=texts.__getitem__)
-        table = torch.cat([encode_source(source, captions[i : i + batch_size]) for i in range(0, len(captions), batch_size)])
+        table = torch.cat([encode_source(source, captions[i : i + batch_size])
+                           for i in range(0, len(captions), batch_size)])  # fmt: skip
         atomic_save_safetensors({"src_table": table}, out / "src_table.safetensors")
     files = [*shard_files, *(["src_table.safetensors"] if texts else [])]
     manifest: dict[str, Any] = {
@@ -286,7 +287,8 @@ _FIX = "re-encode it with `net2net encode CONFIG` (or delete the folder; trainin
 def _read_manifest(path: Path) -> dict[str, Any]:
     manifest_file = path / "manifest.json"
     if not manifest_file.is_file():
-        raise FileNotFoundError(f"{path} is not a complete latent cache (no manifest.json); encode it with `net2net encode`")
+        raise FileNotFoundError(f"{path} is not a complete latent cache (no manifest.json); encode it with "
+                                "`net2net encode`")  # fmt: skip
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

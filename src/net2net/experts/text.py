@@ -158,7 +158,8 @@ class SentenceEncoder(FrozenExpert):
         if long:
             s, n = long[0]
             warnings.warn(f"SentenceEncoder: {len(long)} sentence(s) longer than the {limit} word pieces the model "
-                          f"reads are truncated (e.g. {n} word pieces: {s[:60]!r}...)", UserWarning, stacklevel=3)  # fmt: skip
+                          f"reads are truncated (e.g. {n} word pieces: {s[:60]!r}...)",
+                          UserWarning, stacklevel=3)  # fmt: skip
 
     def encode(self, sentences: str | Sequence[str]) -> Tensor:
         """Embeddings ``(B, dim)`` (float32, on the model's device) of ``B`` sentences (a single str: ``B = 1``).

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from ..config import instantiate_from_config
+from ..config import instantiate_from_config, nearest
 from ..flows import ConditionalINN, nll
 from ..flows.layers import actnorm_ready
 from ..io import atomic_save_safetensors, load_safetensors, read_safetensors_metadata, read_safetensors_shapes
@@ -50,7 +50,9 @@ class CINNModule(L.LightningModule):
         known = {f.name for f in fields(FlowOptimConfig)}
         unknown = set(optim or {}) - known
         if unknown:
-            raise ValueError(f"model.params.optim: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+            hint = nearest(sorted(unknown)[0], known)
+            raise ValueError(f"model.params.optim: unknown keys {sorted(unknown)}{hint}; "
+                             f"expected some of {sorted(known)}")
         self.optim_cfg = FlowOptimConfig(**dict(optim or {}))
         if isinstance(self.optim_cfg.betas, list):
             self.optim_cfg.betas = tuple(self.optim_cfg.betas)  # type: ignore[assignment]
@@ -159,7 +161,7 @@ def cinn_params_from_metadata(meta: Mapping[str, str], path: Path) -> dict[str, 
             if not isinstance(block, dict) or block.get("target") not in _CINN_TARGETS:
                 target = block.get("target") if isinstance(block, dict) else block
                 raise ValueError(f"{path}: flow_config names {target!r}; a cINN file may only describe "
-                                 f"net2net.flows.ConditionalINN (nothing else is imported from a weights file)")  # fmt: skip
+                                 "net2net.flows.ConditionalINN (nothing else is imported from a weights file)")
             params = block.get("params") or {}
         else:
             raise ValueError(f"{path}: format {fmt!r}, expected {CINN_FORMAT!r} (a file from save_cinn)")
@@ -174,7 +176,8 @@ def cinn_params_from_metadata(meta: Mapping[str, str], path: Path) -> dict[str, 
         scalar = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
                                    and math.isfinite(value))  # fmt: skip
         if not (scalar or _json_number_list(value)):
-            raise ValueError(f"{path}: cINN field {name!r} must be a finite number, a list of ints or null, got {value!r}")
+            raise ValueError(f"{path}: cINN field {name!r} must be a finite number, a list of ints or null, "
+                             f"got {value!r}")
     return params
 
 

@@ -270,7 +270,8 @@ def find_resume_checkpoint(log_dir: PathLike) -> Path | None:
     """
     log_dir = Path(log_dir)
     last = log_dir / "checkpoints" / "last.ckpt"
-    candidates = [last, *sorted((log_dir / "checkpoints").glob("step=*.ckpt")), *sorted(log_dir.glob("hpc_ckpt_*.ckpt"))]
+    steps = sorted((log_dir / "checkpoints").glob("step=*.ckpt"))
+    candidates = [last, *steps, *sorted(log_dir.glob("hpc_ckpt_*.ckpt"))]
     best: tuple[int, int, Path] | None = None
     damaged = []
     for path in candidates:
@@ -312,7 +313,8 @@ class _RunLock:
             raise RunLockedError(f"{self.path.parent} is in use by {holder}; wait for it to finish, or give another "
                                  "--log-dir") from None  # fmt: skip
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}\n".encode())
         self.fd = fd
         return self
 
@@ -398,7 +400,8 @@ class _StepTimer(L.Callback):
         if self.start_step is not None and trainer.global_step > self.start_step and trainer.global_step not in self.saved_steps:
             trainer.save_checkpoint(self.last_ckpt, weights_only=False)
             what = "SIGTERM" if isinstance(exception, SIGTERMException) else "interrupted"
-            log.warning("%s at step %d: saved %s (the next call resumes from it)", what, trainer.global_step, self.last_ckpt)
+            log.warning("%s at step %d: saved %s (the next call resumes from it)",
+                        what, trainer.global_step, self.last_ckpt)  # fmt: skip
 
 
 def _warn_if_busy() -> None:
@@ -420,7 +423,8 @@ def _check_dims(model: Any, data: Any) -> None:
     target = getattr(data, "target", None) if hasattr(type(data), "target") else None
     dim, z_dim = getattr(net, "dim", None), getattr(target, "z_dim", None)
     if isinstance(dim, int) and isinstance(z_dim, int) and dim != z_dim:
-        key = "model.params.flow_config.params.dim" if hasattr(model, "tau") else "model.params.translator_config.params.dim"
+        block = "flow_config" if hasattr(model, "tau") else "translator_config"
+        key = f"model.params.{block}.params.dim"
         raise ConfigError(f"{key}: {dim}, but the target expert's codes have {z_dim} dimensions (its z_dim); "
                           f"set it to {z_dim}")  # fmt: skip
 
