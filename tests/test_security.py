@@ -244,6 +244,24 @@ def test_sigterm_saves_and_resumes_and_damaged_checkpoints_are_skipped(
     assert TrainingInterrupted.__mro__[1] is RuntimeError
 
 
+class _FailsToPickle:
+    def __reduce__(self) -> Any:
+        raise OSError(28, "No space left on device")  # what a full disk does in the middle of a write
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from net2net.training.run import AtomicCheckpointIO
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "elsewhere"))  # not used: the temporary file lies beside the target
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "step=000002.ckpt"
+    io.save_checkpoint({"global_step": 2, "w": torch.ones(3)}, path)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"global_step": 4, "w": torch.zeros(10_000), "x": _FailsToPickle()}, path)
+    assert torch.load(path, weights_only=True)["global_step"] == 2  # the old checkpoint, intact
+    assert sorted(p.name for p in path.parent.iterdir()) == ["step=000002.ckpt"]  # no partial or temporary file
+
+
 # -- the latent cache: shards verified, damaged ones re-encoded -------------------------------------------------
 class Codes(torch.utils.data.Dataset):
     """Labels and flat target codes: a cache without a target encoder."""
