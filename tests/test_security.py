@@ -133,6 +133,12 @@ def test_nested_blocks_are_instantiated_for_typed_parameters() -> None:
     data = instantiate_from_config({"target": "net2net.data.captions.CaptionedDataset", "params": {
         "dataset": {"target": "net2net.data.Digits", "params": {"split": "test"}}}})  # fmt: skip
     assert len(data) > 0
+    from net2net.config import _admits_mapping
+
+    for text, admits in (("Dataset | Mapping[str, Any]", True), ("Callable[[np.ndarray], Any]", False),
+                         ("typing.Optional[typing.Mapping[str, typing.Any]]", True), ("nn.Module", False),
+                         ("Optional[nn.Module]", False), ("str | os.PathLike | nn.Module", False)):  # fmt: skip
+        assert _admits_mapping(text) is admits, text
 
 
 # -- configs: typos and bad values are errors before any work ---------------------------------------------------

@@ -321,16 +321,26 @@ def _takes_block(sig: inspect.Signature | None, name: str) -> bool:
     annotation = sig.parameters[name].annotation
     if annotation is inspect.Parameter.empty or name.endswith("_config"):
         return True
-    text = annotation if isinstance(annotation, str) else repr(annotation)
-    members, depth, start = [], 0, 0  # the members of a top-level union "A | B[C, D] | None"
+    return _admits_mapping(annotation if isinstance(annotation, str) else repr(annotation))
+
+
+def _admits_mapping(text: str) -> bool:
+    """Whether a type annotation's text has a mapping (or ``Any``) among its top-level union members."""
+    members, depth, start = [], 0, 0  # "A | B[C, D] | None" or the arguments of Union[...] / Optional[...]
     for i, ch in enumerate(text + "|"):
         depth += ch == "["
         depth -= ch == "]"
-        if ch == "|" and depth == 0:
+        if ch in "|," and depth == 0:
             members.append(text[start:i].strip())
             start = i + 1
-    heads = [m.split("[")[0].split(".")[-1] for m in members]  # "typing.Mapping[str, Any]" -> "Mapping"
-    return any(head in _MAPPING_WORDS for head in heads)
+    for member in members:
+        head = member.split("[")[0].split(".")[-1]  # "typing.Mapping[str, Any]" -> "Mapping"
+        if head in ("Optional", "Union") and "[" in member:
+            if _admits_mapping(member[member.index("[") + 1 : member.rindex("]")]):
+                return True
+        elif head in _MAPPING_WORDS:
+            return True
+    return False
 
 
 def _is_block(value: Any) -> bool:
