@@ -31,7 +31,8 @@ from PIL import Image, ImageDraw, ImageFont
 from ..data import FASHION_MNIST_CAPTIONS, FASHION_MNIST_CLASSES, FashionMNIST
 from ..data.captions import HELD_OUT_ORIGINAL
 from ..data.latent_cache import default_cache_dir
-from ..images import atomic_path, atomic_save_safetensors, make_grid
+from ..images import make_grid
+from ..io import atomic_path, atomic_save_safetensors
 from ..metrics import mean_pairwise_distance
 from .translate import Net2Net
 

@@ -10,23 +10,27 @@ A :class:`Net2Net` holds the frozen source expert Φ, the frozen target expert (
   between domains, supplementary Sec. D).
 
 ``Net2Net.from_run(run_dir)`` rebuilds one from a training run of a ``TranslationDataModule`` config (its
-``config.yaml`` names the experts, ``cinn.safetensors`` holds τ).
+``config.yaml`` names the experts, ``cinn.safetensors`` holds τ). A run folder may come from someone else, and its
+config is code (import paths): ``from_run`` imports nothing outside ``net2net`` unless told which modules to trust
+(``trust=[...]``) or to trust the whole config (``trust_config=True``); see docs/security.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor, nn
 
-from ..config import instantiate_from_config
+from ..config import instantiate, trusted_modules
 from ..flows import ConditionalINN
-from ..training.cinn import load_cinn
-
 __all__ = ["Net2Net"]
 
 
@@ -50,19 +54,51 @@ class Net2Net(nn.Module):
         self.tau.requires_grad_(False)
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str], cinn_file: str = "cinn.safetensors") -> Net2Net:
-        """Rebuild from a finished training run: experts from ``config.yaml``'s ``data.params.source/target``."""
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike[str],
+        cinn_file: str = "cinn.safetensors",
+        *,
+        trust: Sequence[str] = (),
+        trust_config: bool = False,
+    ) -> Net2Net:
+        """Rebuild from a finished training run: experts from ``config.yaml``'s ``data.params.source/target``.
+
+        Arguments:
+            run_dir: the run folder (``config.yaml`` and ``cinn_file``).
+            cinn_file: τ's weights in the folder (read as data only, see :func:`net2net.training.cinn.load_cinn`).
+            trust: modules besides ``net2net`` that the config may import (e.g. ``["mypkg"]`` for
+                ``mypkg.experts.MyExpert``), like ``trust_remote_code`` in the Hugging Face libraries.
+            trust_config: import whatever the config names (only for run folders you made or checked).
+
+        Raises:
+            FileNotFoundError: ``run_dir`` has no ``config.yaml`` or no ``cinn_file``.
+            net2net.config.UntrustedTargetError: the config names a module outside ``net2net`` and ``trust``.
+            net2net.config.ConfigError: the config is not a translation run's, or an expert cannot be built.
+            ValueError: the weights file is corrupt or does not fit.
+        """
         run = Path(run_dir)
         cfg_file = run / "config.yaml"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{run} is not a training run folder (no config.yaml)")
-        cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
-        params = (cfg.get("data") or {}).get("params") or {}  # type: ignore[union-attr]
-        if "source" not in params or "target" not in params:
+        weights = run / cinn_file
+        if not weights.is_file():
+            raise FileNotFoundError(f"{run} has no {cinn_file}: the run has not finished (train it to the end)")
+        try:
+            cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
+        except (yaml.YAMLError, OmegaConfBaseException, OSError) as e:
+            raise ValueError(f"{cfg_file}: cannot read the run's config: {str(e).splitlines()[0]}") from e
+        data = cfg.get("data") if isinstance(cfg, dict) else None
+        params = (data.get("params") if isinstance(data, dict) else None) or {}
+        if not isinstance(params, dict) or "source" not in params or "target" not in params:
             raise ValueError(f"{cfg_file}: data.params has no source/target expert blocks (not a translation run)")
-        source = instantiate_from_config(params["source"], key="data.params.source")
-        target = instantiate_from_config(params["target"], key="data.params.target")
-        return cls(source, target, load_cinn(run / cinn_file))
+        policy = contextlib.nullcontext() if trust_config else trusted_modules(trust)
+        with policy:
+            source = instantiate(params["source"], f"{cfg_file}: data.params.source")
+            target = instantiate(params["target"], f"{cfg_file}: data.params.target")
+        from ..training.cinn import load_cinn
+
+        return cls(source, target, load_cinn(weights))
 
     # -- codes -----------------------------------------------------------------------------------------
     def _device(self) -> torch.device:

@@ -332,7 +332,7 @@ class AutoencoderTarget(nn.Module):
 
     def save_safetensors(self, path: PathLike, extra_metadata: Mapping[str, str] | None = None) -> Path:
         """Write the encoder and decoder weights with the architecture as JSON metadata (atomically)."""
-        from ..images import atomic_save_safetensors
+        from ..io import atomic_save_safetensors
 
         metadata = {"format": EXPORT_FORMAT, "config": json.dumps(self.config, sort_keys=True)}
         metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})

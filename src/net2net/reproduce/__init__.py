@@ -70,7 +70,7 @@ def reproduce(name: str, out_dir: str | Path = "docs/results", quick: bool = Fal
 
 def write_compute_page(out: Path, runs: list[Path], seconds: dict[str, float], quick: bool) -> Path:
     """``<out>/compute.md``: wall time per experiment and the compute table of the training runs with a record."""
-    from ..images import atomic_path
+    from ..io import atomic_path
     from ..training.compute import RECORD_NAME, compute_table
 
     recorded = [r for r in runs if (r / RECORD_NAME).is_file()]

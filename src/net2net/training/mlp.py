@@ -36,7 +36,7 @@ from ..config import instantiate_from_config
 from ..flows.embedder import build_embedder
 from ..flows.layers import actnorm_ready
 from ..flows.base import check_flat, check_tensor
-from ..images import atomic_save_safetensors
+from ..io import atomic_save_safetensors
 from .optim import FlowOptimConfig, make_optimizer
 
 __all__ = ["MLP_FORMAT", "MLPTranslator", "MLPTranslatorModule", "load_mlp", "save_mlp"]
