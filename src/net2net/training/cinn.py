@@ -22,6 +22,7 @@ from ..flows import ConditionalINN, nll
 from ..flows.layers import actnorm_ready
 from ..images import atomic_save_safetensors
 from .optim import FlowOptimConfig, make_optimizer
+from .precision import clip_grad_norm
 
 __all__ = ["CINN_FORMAT", "CINNModule", "load_cinn", "save_cinn"]
 
@@ -125,7 +126,7 @@ class CINNModule(L.LightningModule):
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         clip = gradient_clip_val if gradient_clip_val is not None else self.optim_cfg.grad_clip
         if clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            clip_grad_norm(self, optimizer, clip)  # also under bf16-mixed with the fused Adam
 
 
 def save_cinn(tau: ConditionalINN, flow_config: Mapping[str, Any], path: str | os.PathLike[str],

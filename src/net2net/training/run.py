@@ -129,6 +129,10 @@ def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
         )
     kwargs: dict[str, Any] = {"max_steps": 1000, "accelerator": "auto", "devices": 1}
     kwargs.update(trainer_cfg)
+    if kwargs.get("precision") == "auto":  # bf16-mixed where measured faster, else 32-true
+        from .precision import trainer_precision
+
+        kwargs["precision"] = trainer_precision("auto", kwargs["accelerator"])
     return kwargs
 
 
