@@ -150,3 +150,13 @@ def test_lightning_bf16_mixed_trains_the_cinn_in_float32_weights(tmp_path) -> No
     assert nll(v, logdet).nats_per_dim.mean().item() < before - 0.2
     assert torch.allclose(back, z_tgt, atol=1e-5, rtol=1e-5)
     assert torch.allclose(logdet_inv, -logdet, atol=1e-5)
+
+
+def test_demo_config_precision() -> None:
+    from net2net.apps.text2image import text2image_config
+
+    assert "precision" not in text2image_config()["lightning"]["trainer"]  # float32 by default
+    assert text2image_config(precision="bf16")["lightning"]["trainer"]["precision"] == "bf16-mixed"
+    assert text2image_config(precision="auto")["lightning"]["trainer"]["precision"] == "auto"
+    with pytest.raises(ValueError, match=r"precision: expected one of \['auto', '32', 'bf16'\], got 'fp16'"):
+        text2image_config(precision="fp16")

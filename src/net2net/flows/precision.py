@@ -96,8 +96,9 @@ def bf16_speedup(device: str | torch.device = "cpu") -> float:
     device = torch.device(device)
     if device.type not in ("cpu", "cuda"):
         return 0.0
-    key = "cpu" if device.type == "cpu" else f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}"
-    return _bf16_speedup(key)
+    if device.type == "cpu":
+        return _bf16_speedup("cpu")
+    return _bf16_speedup(f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}")
 
 
 def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
