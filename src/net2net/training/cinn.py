@@ -20,6 +20,7 @@ from ..flows import ConditionalINN, nll
 from ..flows.layers import actnorm_ready
 from ..io import atomic_save_safetensors, load_safetensors, read_safetensors_metadata, read_safetensors_shapes
 from .optim import FlowOptimConfig, make_optimizer
+from .precision import clip_grad_norm
 
 __all__ = ["CINN_FORMAT", "CINNModule", "cinn_params_from_metadata", "load_cinn", "save_cinn"]
 
@@ -129,7 +130,7 @@ class CINNModule(L.LightningModule):
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         clip = gradient_clip_val if gradient_clip_val is not None else self.optim_cfg.grad_clip
         if clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            clip_grad_norm(self, optimizer, clip)  # also under bf16-mixed with the fused Adam
 
 
 def save_cinn(tau: ConditionalINN, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> Path:

@@ -38,6 +38,7 @@ from ..flows.layers import actnorm_ready
 from ..flows.base import check_flat, check_tensor
 from ..io import atomic_save_safetensors
 from .optim import FlowOptimConfig, make_optimizer
+from .precision import clip_grad_norm
 
 __all__ = ["MLP_FORMAT", "MLPTranslator", "MLPTranslatorModule", "load_mlp", "save_mlp"]
 
@@ -253,7 +254,7 @@ class MLPTranslatorModule(L.LightningModule):
     ) -> None:
         clip = gradient_clip_val if gradient_clip_val is not None else self.optim_cfg.grad_clip
         if clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            clip_grad_norm(self, optimizer, clip)  # also under bf16-mixed with the fused Adam
 
 
 def save_mlp(

@@ -202,6 +202,10 @@ def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     plugins = kwargs.get("plugins")
     plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
     kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+    if kwargs.get("precision") == "auto":  # bf16-mixed where measured faster, else 32-true
+        from .precision import trainer_precision
+
+        kwargs["precision"] = trainer_precision("auto", kwargs["accelerator"])
     return kwargs
 
 
