@@ -264,3 +264,19 @@ def test_module_fits_the_linear_translator_in_closed_form(tmp_path):
 def test_module_rejects_unknown_translator_parameters():
     with pytest.raises(ValueError, match="translator_params: .*unknown parameters"):
         TranslatorModule("cinn", {"dim": DIM, "cond_dim": COND, "blocks": 3})
+
+
+def test_config_switches_the_translator_with_one_key():
+    """configs/translation/text2image_translators.yaml builds every kind by ``model.params.translator`` and holds
+    the sizes of ``net2net reproduce translators``."""
+    from pathlib import Path
+
+    from net2net.config import instantiate_from_config, load_config
+    from net2net.reproduce.translators import KINDS, SIZES
+
+    path = Path(__file__).parents[1] / "configs" / "translation" / "text2image_translators.yaml"
+    for kind in KINDS:
+        cfg = load_config(path, [f"model.params.translator={kind}"])
+        assert dict(cfg.model.params.sizes[kind]) == SIZES[kind]
+        module = instantiate_from_config(cfg.model, key="model")
+        assert module.translator.kind == kind and module.translator.cond_shape == (384,)

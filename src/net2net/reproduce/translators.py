@@ -47,7 +47,7 @@ from ._common import (
     write_page,
 )
 
-__all__ = ["FULL", "KINDS", "QUICK", "TASKS", "TranslatorsSettings", "run_translators", "translator_config",
+__all__ = ["FULL", "KINDS", "QUICK", "SIZES", "TASKS", "TranslatorsSettings", "run_translators", "translator_config",
            "translator_params"]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ class TranslatorsSettings:
             the main job's latent cache of all 60k).
         test_images: held-out examples evaluated per task.
         samples: samples per held-out condition (diversity; at least 2).
+        nll_examples: held-out examples of the NLL and the round trip (the first ones; flow matching's exact
+            divergence costs ``dim`` backward passes per ODE stage), and held-out pairs of the known answer.
         known_train: training pairs of the known-answer problem.
         known_steps: its same-steps budget.
         known_seconds: its wall-clock budget.
@@ -80,13 +82,14 @@ class TranslatorsSettings:
     train_images: int = 60000
     test_images: int = 2000
     samples: int = 8
+    nll_examples: int = 2000
     known_train: int = 20000
     known_steps: int = 2000
     known_seconds: float = 120.0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        ints = {"steps": 1, "train_images": 1, "test_images": 2, "samples": 2, "known_train": 256, "known_steps": 1,
+        ints = {"steps": 1, "train_images": 1, "test_images": 2, "samples": 2, "nll_examples": 2, "known_train": 256, "known_steps": 1,
                 "seed": 0}  # fmt: skip
         check_ints(self, ints)
         for name in ("seconds", "known_seconds"):
@@ -96,24 +99,26 @@ class TranslatorsSettings:
             raise ValueError("TranslatorsSettings: at most 60000 training and 10000 test images (Fashion-MNIST)")
 
 
-QUICK = TranslatorsSettings(steps=300, seconds=60.0, train_images=10000, test_images=500, samples=4, known_train=8192,
-                            known_steps=300, known_seconds=20.0)  # fmt: skip
+QUICK = TranslatorsSettings(steps=150, seconds=60.0, train_images=10000, test_images=400, samples=4, nll_examples=200,
+                            known_train=8192, known_steps=100, known_seconds=15.0)  # fmt: skip
 FULL = TranslatorsSettings()
 
 
+# the cINN of the CPU experiments (12 blocks, width 256, embedding 64) and the others at the same widths and embedding
+SIZES: dict[str, dict[str, Any]] = {
+    "cinn": {"n_blocks": 12, "hidden_dim": 256, "hidden_depth": 2, "embedding_dim": 64},
+    "mlp": {"hidden_dim": 256, "depth": 2, "embedding_dim": 64},
+    "spline": {"transforms": 8, "hidden_dim": 256, "hidden_depth": 2, "bins": 8, "embedding_dim": 64},
+    "flow_matching": {"hidden_dim": 256, "depth": 3, "embedding_dim": 64, "ode_steps": 8},
+    "linear": {},
+}
+
+
 def translator_params(kind: str, cond: dict[str, Any], dim: int = DIM) -> dict[str, Any]:
-    """Constructor arguments of ``kind`` for the comparison: the cINN of the CPU experiments (12 blocks, width
-    256, embedding 64) and the others at the same widths and embedding."""
-    sizes = {
-        "cinn": {"n_blocks": 12, "hidden_dim": 256, "hidden_depth": 2, "embedding_dim": 64},
-        "mlp": {"hidden_dim": 256, "depth": 2, "embedding_dim": 64},
-        "spline": {"transforms": 8, "hidden_dim": 256, "hidden_depth": 2, "bins": 8, "embedding_dim": 64},
-        "flow_matching": {"hidden_dim": 256, "depth": 3, "embedding_dim": 64, "ode_steps": 8},
-        "linear": {},
-    }
-    if kind not in sizes:
-        raise ValueError(f"unknown translator {kind!r}; expected one of {list(sizes)}")
-    return {"dim": dim, **cond, **sizes[kind]}
+    """Constructor arguments of ``kind`` in the comparison (:data:`SIZES`) for a condition ``cond``."""
+    if kind not in SIZES:
+        raise ValueError(f"unknown translator {kind!r}; expected one of {list(SIZES)}")
+    return {"dim": dim, **cond, **SIZES[kind]}
 
 
 def _optim(settings: TranslatorsSettings, steps: int) -> dict[str, Any]:
@@ -268,12 +273,13 @@ def _sampling_seconds_per_1000(t: Any, z_src: Tensor, repeats: int = 3) -> float
 
 
 @torch.no_grad()
-def _evaluate(t: Any, task: _Task, k: int, target: Any, classifier: Any, g: torch.Generator) -> tuple[dict, Tensor]:
+def _evaluate(t: Any, task: _Task, k: int, nll_examples: int, target: Any, classifier: Any,
+              g: torch.Generator) -> tuple[dict, Tensor]:  # fmt: skip
     """All metrics of one translator snapshot on a task's held-out set; also its decoded samples (N, k, 1, 28, 28)."""
     from .superres import _paired_metrics
 
-    n = len(task.z_src)
-    out = _likelihood_metrics(t, task.z_tgt, task.z_src)
+    n, m = len(task.z_src), nll_examples
+    out = _likelihood_metrics(t, task.z_tgt[:m], task.z_src[:m])
     z = torch.cat([t.sample(task.z_src[i : i + 250], n_samples=k, generator=g) for i in range(0, n, 250)])
     images = batched(target.decode, z.flatten(0, 1)).clamp(-1, 1).view(n, k, *task.real.shape[1:])
     hits = batched(classifier, images.flatten(0, 1)).argmax(1) == task.labels.repeat_interleave(k)
@@ -298,7 +304,7 @@ def _known_answer(settings: TranslatorsSettings, runs: Path) -> dict[str, Any]:
 
     problem = LinearGaussian(dim=16, cond_dim=8, seed=settings.seed)
     z, c = problem.sample(settings.known_train, generator=torch.Generator().manual_seed(settings.seed))
-    z_test, c_test = problem.sample(4096, generator=torch.Generator().manual_seed(settings.seed + 1))
+    z_test, c_test = problem.sample(settings.nll_examples, generator=torch.Generator().manual_seed(settings.seed + 1))
     entropy = problem.conditional_entropy() / problem.dim
     true_nll = float(problem.conditional_nll(z_test, c_test).mean()) / problem.dim
     budget = replace(settings, steps=settings.known_steps, seconds=settings.known_seconds)
@@ -334,7 +340,7 @@ def _known_answer(settings: TranslatorsSettings, runs: Path) -> dict[str, Any]:
             row[b] = {"nll": nll, "gap": nll - true_nll, **_snapshot_info(path)}
         rows[kind] = row
     return {"entropy_per_dim": entropy, "true_nll_per_dim": true_nll, "dim": 16, "cond_dim": 8,
-            "train_pairs": settings.known_train, "translators": rows}  # fmt: skip
+            "test_pairs": len(z_test), "train_pairs": settings.known_train, "translators": rows}  # fmt: skip
 
 
 # -- the experiment ------------------------------------------------------------------------------------------------
@@ -377,7 +383,7 @@ def run_translators(out_dir: str | Path = "docs/results", quick: bool = False, r
                                    "closed_form": kind == "linear"}
             for b, path in _snapshots(run).items():
                 t = load_translator(path)
-                metrics, images = _evaluate(t, task, settings.samples, target, classifier,
+                metrics, images = _evaluate(t, task, settings.samples, settings.nll_examples, target, classifier,
                                             torch.Generator().manual_seed(settings.seed + 1))  # fmt: skip
                 row[b] = {**metrics, **_snapshot_info(path)}
                 if b == "time":
@@ -397,11 +403,11 @@ def run_translators(out_dir: str | Path = "docs/results", quick: bool = False, r
 
 
 def _figure(out: Path, name: str, task: _Task, shown: dict[str, Tensor]) -> str:
-    """One row per translator: for each of 4 held-out inputs the real image, then 3 decoded samples."""
+    """One row per translator: for each of 4 held-out inputs the real image, then (up to) 3 decoded samples."""
     real = task.real[:4, None]  # (4, 1, 1, 28, 28)
-    rows = [torch.cat([real, images], 1).flatten(0, 1) for images in shown.values()]  # each (16, 1, 28, 28)
+    rows = [torch.cat([real, images], 1).flatten(0, 1) for images in shown.values()]  # each (4 * (1 + m), 1, 28, 28)
     path = out / "figures" / f"translators_{name}.png"
-    save_figure(torch.cat(rows), path, nrow=16, scale=2)
+    save_figure(torch.cat(rows), path, nrow=len(rows[0]), scale=2)
     return f"figures/translators_{name}.png"
 
 
@@ -460,8 +466,9 @@ def _page(summary: dict[str, Any]) -> list[str]:
     for name, res in summary["tasks"].items():
         rows = res["translators"]
         sr = name == "superres"
-        lines += [f"## {task_titles[name]}", "", f"{res['test_examples']} held-out examples, "
-                  f"{s['samples']} samples each; {res['seconds'] / 60:.1f} min.", ""]  # fmt: skip
+        lines += [f"## {task_titles[name]}", "", f"{res['test_examples']} held-out examples, {s['samples']} samples "
+                  f"each (NLL and round trip: the first {min(s['nll_examples'], res['test_examples'])}); "
+                  f"{res['seconds'] / 60:.1f} min.", ""]  # fmt: skip
         head = "| translator | NLL (nats/dim) | accuracy (%) | domain FID | diversity |"
         head += " consistency (dB) |" if sr else ""
         head += " round trip | sampling (s / 1000) | steps in the time budget | s to reach the step budget |"
@@ -493,7 +500,7 @@ def _page(summary: dict[str, Any]) -> list[str]:
         "",
         f"`z_tgt = A z_src + b + L ε` ({k['dim']}-d target, {k['cond_dim']}-d condition, {k['train_pairs']} "
         f"training pairs; `net2net.synthetic.LinearGaussian`): the true conditional entropy is "
-        f"{k['entropy_per_dim']:.4f} nats/dim (the true model's NLL on the 4096 held-out pairs: "
+        f"{k['entropy_per_dim']:.4f} nats/dim (the true model's NLL on the {k['test_pairs']} held-out pairs: "
         f"{k['true_nll_per_dim']:.4f}). Budgets: {s['known_seconds']:.0f} s / {s['known_steps']} steps. "
         "The gap is the held-out NLL minus the true model's NLL on the same pairs (0 is perfect).",
         "",

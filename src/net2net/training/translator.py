@@ -7,9 +7,15 @@ and a callback that keeps snapshots after a number of steps and after a wall-clo
       target: net2net.training.translator.TranslatorModule
       params:
         translator: spline            # cinn | mlp | spline | flow_matching | linear
-        translator_params: {dim: 64, cond_dim: 384, transforms: 8, hidden_dim: 256, embedding_dim: 64}
+        translator_params: {dim: 64, cond_dim: 384}          # what every kind takes
+        sizes:                                                # per kind; only the chosen one's entry is used
+          cinn: {n_blocks: 12, hidden_dim: 256, embedding_dim: 64}
+          spline: {transforms: 8, hidden_dim: 256, embedding_dim: 64}
         optim: {max_lr: 1.5e-3}
         batch_size: 128
+
+so that ``model.params.translator=flow_matching`` on the command line switches the translator
+(``configs/translation/text2image_translators.yaml``).
 
 The closed-form translator (``linear``) is fitted on the whole training set at the first step and the run stops
 there; the others minimise their :meth:`~net2net.translators.Translator.loss` with the cINN's optimiser recipe.
@@ -47,17 +53,21 @@ class TranslatorModule(L.LightningModule):
 
     Arguments:
         translator: the kind: ``cinn``, ``mlp``, ``spline``, ``flow_matching`` or ``linear``.
-        translator_params: its constructor arguments.
+        translator_params: its constructor arguments (those every kind shares, e.g. ``dim`` and ``cond_dim``).
+        sizes: per kind, more constructor arguments (merged over ``translator_params``); only
+            ``sizes[translator]`` is used.
         optim: fields of :class:`~net2net.training.optim.FlowOptimConfig`.
         batch_size: the per-device batch size, used to scale the learning rate.
     """
 
     def __init__(self, translator: str = "cinn", translator_params: Mapping[str, Any] | None = None,
-                 optim: Mapping[str, Any] | None = None, batch_size: int = 128) -> None:  # fmt: skip
+                 sizes: Mapping[str, Mapping[str, Any]] | None = None, optim: Mapping[str, Any] | None = None,
+                 batch_size: int = 128) -> None:  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
+        params = {**dict(translator_params or {}), **dict((sizes or {}).get(translator) or {})}
         try:
-            self.translator: Translator = build_translator(translator, **dict(translator_params or {}))
+            self.translator: Translator = build_translator(translator, **params)
         except TypeError as err:
             raise ValueError(f"model.params.translator_params: {err}") from err
         self.optim_cfg = _optim_config(optim)
