@@ -280,3 +280,26 @@ def test_config_switches_the_translator_with_one_key():
         assert dict(cfg.model.params.sizes[kind]) == SIZES[kind]
         module = instantiate_from_config(cfg.model, key="model")
         assert module.translator.kind == kind and module.translator.cond_shape == (384,)
+
+
+def test_net2net_apps_use_any_translator():
+    """Net2Net's translate / residual / recombine (Eq. 6) work with a translator in place of the cINN."""
+    from net2net.apps.translate import Net2Net
+    from net2net.experts.label import LabelEncoder
+    from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
+
+    torch.manual_seed(0)
+    enc, dec = build_encoder_decoder(28, in_channels=1, z_dim=8)
+    target = AutoencoderTarget(enc, dec, {"image_size": 28, "in_channels": 1, "z_dim": 8, "preset": "small"})
+    t = build_translator("linear", dim=8, cond_dim=10)
+    with torch.no_grad():
+        t.weight.normal_()
+    model = Net2Net(LabelEncoder(10), target, t)
+    assert model.translate(torch.tensor([1, 2]), n=3).shape == (2, 3, 1, 28, 28)
+    y = torch.rand(2, 1, 28, 28) * 2 - 1
+    labels = torch.tensor([3, 4])
+    same = model.recombine(y, labels, x_y=labels)  # the own condition back: the reconstruction of y's code
+    torch.testing.assert_close(same, model.decode(model.encode_target(y)), atol=1e-4, rtol=0)
+    mlp = Net2Net(LabelEncoder(10), target, build_translator("mlp", dim=8, cond_dim=10, hidden_dim=8, embedding_dim=4))
+    with pytest.raises(MissingCapability):
+        mlp.residual(y, labels)

@@ -10,7 +10,8 @@ A :class:`Net2Net` holds the frozen source expert Φ, the frozen target expert (
   between domains, supplementary Sec. D).
 
 ``Net2Net.from_run(run_dir)`` rebuilds one from a training run of a ``TranslationDataModule`` config (its
-``config.yaml`` names the experts, ``cinn.safetensors`` holds τ).
+``config.yaml`` names the experts, ``cinn.safetensors`` holds τ; runs of
+:class:`~net2net.training.translator.TranslatorModule` hold any translator in ``translator.safetensors``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from ..config import instantiate_from_config
 from ..flows import ConditionalINN
 from ..training.cinn import load_cinn
+from ..translators import Translator, load_translator
 
 __all__ = ["Net2Net"]
 
@@ -36,7 +38,8 @@ class Net2Net(nn.Module):
     Arguments:
         source: ``encode(x) -> z_src`` (images, labels, captions, ...).
         target: ``decode(z) -> images`` and, for ``residual``/``recombine``, ``encode``/``encode_dist``.
-        tau: the trained :class:`net2net.flows.ConditionalINN`.
+        tau: the trained :class:`net2net.flows.ConditionalINN`, or any :class:`net2net.translators.Translator`
+            (the deterministic MLP has no residual, so ``residual``/``recombine`` raise ``MissingCapability``).
 
     Example:
         >>> model = Net2Net.from_run("runs/text2image")  # doctest: +SKIP
@@ -44,7 +47,7 @@ class Net2Net(nn.Module):
         torch.Size([1, 8, 1, 28, 28])
     """
 
-    def __init__(self, source: Any, target: Any, tau: ConditionalINN) -> None:
+    def __init__(self, source: Any, target: Any, tau: ConditionalINN | Translator) -> None:
         super().__init__()
         self.source, self.target, self.tau = source, target, tau.eval()
         self.tau.requires_grad_(False)
@@ -62,6 +65,8 @@ class Net2Net(nn.Module):
             raise ValueError(f"{cfg_file}: data.params has no source/target expert blocks (not a translation run)")
         source = instantiate_from_config(params["source"], key="data.params.source")
         target = instantiate_from_config(params["target"], key="data.params.target")
+        if not (run / cinn_file).is_file() and (run / "translator.safetensors").is_file():
+            return cls(source, target, load_translator(run / "translator.safetensors"))
         return cls(source, target, load_cinn(run / cinn_file))
 
     # -- codes -----------------------------------------------------------------------------------------
@@ -120,7 +125,7 @@ class Net2Net(nn.Module):
             z_src = z_src.expand(v.shape[0], *z_src.shape[1:])
         if z_src.shape[0] != v.shape[0]:
             raise ValueError(f"recombine: {v.shape[0]} exemplars but {z_src.shape[0]} conditions (give B or 1)")
-        z, _ = self.tau.inverse(v, z_src)
+        z = self.tau.from_residual(v, z_src) if isinstance(self.tau, Translator) else self.tau.inverse(v, z_src)[0]
         return self.decode(z)
 
     @torch.no_grad()

@@ -89,8 +89,8 @@ class TranslatorsSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        ints = {"steps": 1, "train_images": 1, "test_images": 2, "samples": 2, "nll_examples": 2, "known_train": 256, "known_steps": 1,
-                "seed": 0}  # fmt: skip
+        ints = {"steps": 1, "train_images": 1, "test_images": 2, "samples": 2, "nll_examples": 2, "known_train": 256,
+                "known_steps": 1, "seed": 0}  # fmt: skip
         check_ints(self, ints)
         for name in ("seconds", "known_seconds"):
             if not getattr(self, name) > 0:
@@ -346,7 +346,8 @@ def _known_answer(settings: TranslatorsSettings, runs: Path) -> dict[str, Any]:
 # -- the experiment ------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def run_translators(out_dir: str | Path = "docs/results", quick: bool = False, runs_dir: str | Path | None = None,
-                    settings: TranslatorsSettings | None = None, tasks: tuple[str, ...] = TASKS) -> dict[str, Any]:  # fmt: skip
+                    settings: TranslatorsSettings | None = None,
+                    tasks: tuple[str, ...] = TASKS) -> dict[str, Any]:  # fmt: skip
     """Train what is missing, evaluate, write ``<out_dir>/translators.md``, its figures and ``translators.json``.
 
     Arguments:

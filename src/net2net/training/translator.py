@@ -109,7 +109,8 @@ class TranslatorModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         devices = max(1, self.trainer.world_size) if self._trainer is not None else 1
         accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
-        opt, sched = make_optimizer(self.translator.parameters(), self.optim_cfg, self.batch_size * devices * accumulate)
+        effective_batch = self.batch_size * devices * accumulate
+        opt, sched = make_optimizer(self.translator.parameters(), self.optim_cfg, effective_batch)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:

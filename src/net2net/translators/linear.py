@@ -49,7 +49,8 @@ class LinearGaussianTranslator(Translator):
             raise ValueError(f"LinearGaussianTranslator: dim must be a positive int, got {dim!r}")
         if not ridge >= 0:
             raise ValueError(f"LinearGaussianTranslator: ridge must be >= 0, got {ridge!r}")
-        self.cond_shape = (int(cond_dim),) if cond_dim is not None else tuple(int(s) for s in cond_shape)  # type: ignore[union-attr]
+        shape = (cond_dim,) if cond_dim is not None else tuple(cond_shape)  # type: ignore[arg-type]
+        self.cond_shape = tuple(int(s) for s in shape)
         self.dim, self.ridge = dim, float(ridge)
         features = math.prod(self.cond_shape)
         self.weight = nn.Parameter(torch.zeros(dim, features))
