@@ -99,8 +99,8 @@ class TranslatorsSettings:
             raise ValueError("TranslatorsSettings: at most 60000 training and 10000 test images (Fashion-MNIST)")
 
 
-QUICK = TranslatorsSettings(steps=80, seconds=45.0, train_images=10000, test_images=300, samples=4, nll_examples=150,
-                            known_train=8192, known_steps=60, known_seconds=10.0)  # fmt: skip
+QUICK = TranslatorsSettings(steps=150, seconds=60.0, train_images=10000, test_images=300, samples=4, nll_examples=150,
+                            known_train=8192, known_steps=100, known_seconds=15.0)  # fmt: skip
 FULL = TranslatorsSettings()
 
 
