@@ -13,6 +13,7 @@ A :class:`Net2Net` holds the frozen source expert Φ, the frozen target expert (
 ``config.yaml`` names the experts, ``cinn.safetensors`` holds τ). A run folder may come from someone else, and its
 config is code (import paths): ``from_run`` imports nothing outside ``net2net`` unless told which modules to trust
 (``trust=[...]``) or to trust the whole config (``trust_config=True``); see docs/security.md.
+Runs of :class:`~net2net.training.translator.TranslatorModule` hold any translator in ``translator.safetensors``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from torch import Tensor, nn
 
 from ..config import instantiate, trusted_modules
 from ..flows import ConditionalINN
+from ..translators import Translator, load_translator
+
 __all__ = ["Net2Net"]
 
 
@@ -40,7 +43,8 @@ class Net2Net(nn.Module):
     Arguments:
         source: ``encode(x) -> z_src`` (images, labels, captions, ...).
         target: ``decode(z) -> images`` and, for ``residual``/``recombine``, ``encode``/``encode_dist``.
-        tau: the trained :class:`net2net.flows.ConditionalINN`.
+        tau: the trained :class:`net2net.flows.ConditionalINN`, or any :class:`net2net.translators.Translator`
+            (the deterministic MLP has no residual, so ``residual``/``recombine`` raise ``MissingCapability``).
 
     Example:
         >>> model = Net2Net.from_run("runs/text2image")  # doctest: +SKIP
@@ -48,7 +52,7 @@ class Net2Net(nn.Module):
         torch.Size([1, 8, 1, 28, 28])
     """
 
-    def __init__(self, source: Any, target: Any, tau: ConditionalINN) -> None:
+    def __init__(self, source: Any, target: Any, tau: ConditionalINN | Translator) -> None:
         super().__init__()
         self.source, self.target, self.tau = source, target, tau.eval()
         self.tau.requires_grad_(False)
@@ -82,7 +86,7 @@ class Net2Net(nn.Module):
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{run} is not a training run folder (no config.yaml)")
         weights = run / cinn_file
-        if not weights.is_file():
+        if not weights.is_file() and not (run / "translator.safetensors").is_file():
             raise FileNotFoundError(f"{run} has no {cinn_file}: the run has not finished (train it to the end)")
         try:
             cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
@@ -96,6 +100,8 @@ class Net2Net(nn.Module):
         with policy:
             source = instantiate(params["source"], f"{cfg_file}: data.params.source")
             target = instantiate(params["target"], f"{cfg_file}: data.params.target")
+        if not weights.is_file() and (run / "translator.safetensors").is_file():
+            return cls(source, target, load_translator(run / "translator.safetensors"))
         from ..training.cinn import load_cinn
 
         return cls(source, target, load_cinn(weights))
@@ -156,7 +162,7 @@ class Net2Net(nn.Module):
             z_src = z_src.expand(v.shape[0], *z_src.shape[1:])
         if z_src.shape[0] != v.shape[0]:
             raise ValueError(f"recombine: {v.shape[0]} exemplars but {z_src.shape[0]} conditions (give B or 1)")
-        z, _ = self.tau.inverse(v, z_src)
+        z = self.tau.from_residual(v, z_src) if isinstance(self.tau, Translator) else self.tau.inverse(v, z_src)[0]
         return self.decode(z)
 
     @torch.no_grad()

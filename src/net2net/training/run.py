@@ -23,6 +23,7 @@ A run writes into its log folder (default ``runs/<stem of the first config>``)::
     autoencoder.safetensors        encoder + decoder weights with the architecture as JSON metadata
     cinn.safetensors               (cINN runs) τ's weights and ActNorm state, its flow config as JSON metadata
     mlp.safetensors                (MLP translator baseline runs) its weights and config
+    translator.safetensors         (TranslatorModule runs) the translator's weights, kind and parameters
     summary.json                   steps, wall time and seconds per step (median and mean) of the latest call
     compute.json                   time, energy, CO2 and cost of the calls since step 0 (see training/compute.py)
     .lock                          held while a call trains (a second call on the folder is refused, naming the holder)
@@ -442,7 +443,12 @@ def _export(model: L.LightningModule, log_dir: Path, global_step: int) -> Path |
     """Write ``autoencoder.safetensors`` for modules with an encoder and a decoder, ``cinn.safetensors`` for modules
     with a cINN ``tau``, ``mlp.safetensors`` for the MLP translator baseline (others: nothing)."""
     from .mlp import MLPTranslatorModule
+    from .translator import TranslatorModule
 
+    if isinstance(model, TranslatorModule):
+        from ..translators import save_translator
+
+        return save_translator(model.translator, log_dir / "translator.safetensors", {"global_step": str(global_step)})
     if isinstance(model, MLPTranslatorModule):
         from .mlp import save_mlp
 
