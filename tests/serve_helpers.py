@@ -1,0 +1,41 @@
+"""A tiny trained text -> image run for the serve tests: the shipped experts, a tiny cINN, a few steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from net2net.training.run import train_from_config
+
+
+def tiny_text_run(root: Path, steps: int = 8) -> Path:
+    """Train Sentence-BERT -> the shipped Fashion-MNIST autoencoder on 128 captioned images into ``root/run``.
+
+    The latent cache goes to ``root/cache`` (the 200 hand-written training phrasings and 128 images are encoded).
+    """
+    cfg = {
+        "model": {"target": "net2net.training.cinn.CINNModule", "params": {
+            "batch_size": 32,
+            "flow_config": {"target": "net2net.flows.ConditionalINN", "params": {
+                "dim": 64, "cond_dim": 384, "n_blocks": 2, "hidden_dim": 32, "hidden_depth": 1, "embedding_dim": 16}},
+            "optim": {"max_lr": 1e-3, "warmup_steps": 2, "decay_steps": steps}}},
+        "data": {"target": "net2net.training.translation.TranslationDataModule", "params": {
+            "name": "serve-test", "batch_size": 32, "source_key": "captions", "cache_dir": str(root / "cache"),
+            "progress": False,
+            "source": {"target": "net2net.experts.text.SentenceEncoder"},
+            "target": {"target": "net2net.experts.target.load_autoencoder_target",
+                       "params": {"path": "pretrained:fashion_mnist_autoencoder"}},
+            "train": {"target": "net2net.data.CaptionedDataset", "params": {"part": "train", "dataset": {
+                "target": "net2net.data.Subset", "params": {"n": 128, "seed": 0, "dataset": {
+                    "target": "net2net.data.FashionMNIST", "params": {"split": "test"}}}}}}}},
+        "seed": 0,
+        "lightning": {"trainer": {"max_steps": steps, "enable_progress_bar": False, "accelerator": "cpu",
+                                  "log_every_n_steps": 1},
+                      "callbacks": {"image_logger": {"params": {"every_n_steps": steps, "max_images": 4}},
+                                    "checkpoint": {"params": {"every_n_train_steps": steps}}}},
+    }  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "cfg.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    train_from_config(root / "cfg.yaml", log_dir=root / "run")
+    return root / "run"
