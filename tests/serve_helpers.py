@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
 from net2net.training.run import train_from_config
+
+
+def _images(n: int = 128) -> dict[str, Any]:
+    return {"target": "net2net.data.Subset", "params": {"n": n, "seed": 0, "dataset": {
+        "target": "net2net.data.FashionMNIST", "params": {"split": "test"}}}}  # fmt: skip
 
 
 def tiny_text_run(root: Path, steps: int = 8) -> Path:
@@ -14,21 +20,32 @@ def tiny_text_run(root: Path, steps: int = 8) -> Path:
 
     The latent cache goes to ``root/cache`` (the 200 hand-written training phrasings and 128 images are encoded).
     """
+    source = {"target": "net2net.experts.text.SentenceEncoder"}
+    train = {"target": "net2net.data.CaptionedDataset", "params": {"part": "train", "dataset": _images()}}
+    return _train(root, source, 384, train, steps, source_key="captions")
+
+
+def tiny_exemplar_run(root: Path, steps: int = 8) -> Path:
+    """Train the shipped classifier's one-hot argmax -> the shipped autoencoder on 128 images into ``root/run``."""
+    source = {"target": "net2net.experts.label.classifier_argmax_expert",
+              "params": {"path_or_model": "pretrained:fashion_mnist_classifier"}}  # fmt: skip
+    return _train(root, source, 10, _images(), steps, source_key="image")
+
+
+def _train(root: Path, source: dict[str, Any], cond_dim: int, train: dict[str, Any], steps: int, source_key: str) -> Path:
     cfg = {
         "model": {"target": "net2net.training.cinn.CINNModule", "params": {
             "batch_size": 32,
             "flow_config": {"target": "net2net.flows.ConditionalINN", "params": {
-                "dim": 64, "cond_dim": 384, "n_blocks": 2, "hidden_dim": 32, "hidden_depth": 1, "embedding_dim": 16}},
+                "dim": 64, "cond_dim": cond_dim, "n_blocks": 2, "hidden_dim": 32, "hidden_depth": 1,
+                "embedding_dim": 16}},
             "optim": {"max_lr": 1e-3, "warmup_steps": 2, "decay_steps": steps}}},
         "data": {"target": "net2net.training.translation.TranslationDataModule", "params": {
-            "name": "serve-test", "batch_size": 32, "source_key": "captions", "cache_dir": str(root / "cache"),
-            "progress": False,
-            "source": {"target": "net2net.experts.text.SentenceEncoder"},
+            "name": "serve-test", "batch_size": 32, "source_key": source_key, "cache_dir": str(root / "cache"),
+            "progress": False, "source": source,
             "target": {"target": "net2net.experts.target.load_autoencoder_target",
                        "params": {"path": "pretrained:fashion_mnist_autoencoder"}},
-            "train": {"target": "net2net.data.CaptionedDataset", "params": {"part": "train", "dataset": {
-                "target": "net2net.data.Subset", "params": {"n": 128, "seed": 0, "dataset": {
-                    "target": "net2net.data.FashionMNIST", "params": {"split": "test"}}}}}}}},
+            "train": train}},
         "seed": 0,
         "lightning": {"trainer": {"max_steps": steps, "enable_progress_bar": False, "accelerator": "cpu",
                                   "log_every_n_steps": 1},

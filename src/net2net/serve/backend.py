@@ -100,7 +100,9 @@ def load_upload(data: object) -> Tensor:
             if img.width * img.height > MAX_UPLOAD_PIXELS:
                 raise InputError(f"the image has {img.width}x{img.height} pixels; at most {MAX_UPLOAD_PIXELS} in all")
             grey = img.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        raise InputError(f"the image has too many pixels ({e}); at most {MAX_UPLOAD_PIXELS} in all") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if isinstance(e, InputError):
             raise
         raise InputError("the upload is not an image that can be read (expected PNG, JPEG, GIF, BMP or WebP)") from e
@@ -294,6 +296,8 @@ class Backend:
     @torch.no_grad()
     def diagnosis(self, upload: object, index: object, layer: object, n: object, seed: object) -> Output:
         """Samples of what one classifier layer keeps of an image, and its information in nats (results page)."""
+        if not self.layers():
+            raise InputError(f"no run for layer diagnosis; make it with: {TABS['diagnosis'][1]}")
         if layer not in self.layers():
             raise InputError(f"the layer must be one of {self.layers()}, got {layer!r}")
         y = self.input_image(upload, index)
