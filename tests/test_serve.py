@@ -157,6 +157,7 @@ def test_exemplar_recombines_an_exemplar_with_every_class(backend: Backend) -> N
 def test_cli_refuses_what_it_cannot_serve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", str(tmp_path)]) == 2
     assert "not a finished translation run" in capsys.readouterr().err
+    pytest.importorskip("gradio")
     from net2net.serve.app import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
