@@ -36,7 +36,13 @@ from net2net.serve.backend import (
 from net2net.serve.runs import RunInfo, classify_run, find_runs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_helpers import tiny_exemplar_run, tiny_text_run  # noqa: E402
+from serve_helpers import (  # noqa: E402
+    tiny_diagnosis_run,
+    tiny_exemplar_run,
+    tiny_superres_run,
+    tiny_text_run,
+    tiny_unpaired_run,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -152,6 +158,25 @@ def test_exemplar_recombines_an_exemplar_with_every_class(backend: Backend) -> N
         backend.exemplar(None, 10_000, "Bag")
     with pytest.raises(InputError, match="class must be one of"):
         backend.exemplar(None, 0, "../../etc/passwd")
+
+
+def test_diagnosis_transfer_and_superres_tabs(tmp_path: Path) -> None:
+    runs = [tiny_diagnosis_run(tmp_path / "d"), tiny_unpaired_run(tmp_path / "u"), tiny_superres_run(tmp_path / "s")]
+    backend = Backend(find_runs(runs))
+    assert backend.layers() == ["last"] and backend.domains() == ["mnist", "fashion_mnist", "digits"]
+    out = backend.diagnosis(None, 5, "last", 6, 0)  # the input, then 6 samples of what the logits keep
+    assert len(out.images) == 7 and out.captions[0].startswith("input (") and "nats" in out.note
+    with pytest.raises(InputError, match=r"layer must be one of \['last'\]"):
+        backend.diagnosis(None, 5, "early", 6, 0)
+    out = backend.transfer("digits", 3, None, 1.0, 0, 2)  # input, into each of 3 domains, 2 samples of each
+    assert len(out.images) == 1 + 3 + 6 and out.captions[1:4] == ["→ mnist", "→ fashion_mnist", "→ digits"]
+    x = backend.transfer("digits", 3, None, 1.0, 0, 2).images
+    assert [i.tobytes() for i in x] == [i.tobytes() for i in out.images]  # seeded
+    with pytest.raises(InputError, match="domain must be one of"):
+        backend.transfer("faces", 0, None, 1.0, 0, 2)
+    out = backend.superres(None, 4, 5, 1.0, 0)
+    assert len(out.images) == 6 and out.captions[0] == "input at 14 px"
+    assert all(i.size == (28 * SCALE, 28 * SCALE) for i in out.images)
 
 
 def test_cli_refuses_what_it_cannot_serve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
