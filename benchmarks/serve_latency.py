@@ -166,7 +166,8 @@ def main() -> None:
     total = {k: statistics.median(r["total"] for r in v) for k, v in times.items()}
     page = f"in Chromium {1000 * total['in Chromium']:.0f} ms, " if "in Chromium" in total else ""
     print(f"\n{args.n} samples of one prompt: {page}over HTTP {1000 * total['over HTTP']:.0f} ms, served in process "
-          f"{1000 * total['served']:.0f} ms; against reloading per request {total['naive, in process'] / total['served']:.1f}x "
+          f"{1000 * total['served']:.0f} ms; against reloading per request "
+          f"{total['naive, in process'] / total['served']:.1f}x "
           f"and the command {total['naive, command'] / total['served']:.0f}x slower than served; the cINN's samples "
           f"sharing one condition embedding vs the condition repeated: "
           f"{total['cINN, condition repeated'] / total['cINN, condition embedded once']:.2f}x")  # fmt: skip

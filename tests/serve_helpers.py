@@ -9,7 +9,6 @@ import torch
 from omegaconf import OmegaConf
 
 from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
-
 from net2net.training.run import train_from_config
 
 
@@ -45,8 +44,8 @@ def tiny_diagnosis_run(root: Path, steps: int = 4) -> Path:
 def tiny_unpaired_run(root: Path, steps: int = 4) -> Path:
     """Train domain label -> the shipped autoencoder of MNIST ∪ Fashion-MNIST ∪ 8x8 digits, 32 images per domain."""
     params = {"split": "train", "size": 28, "channels": 1}
-    datasets = {name: {"target": cls, "params": dict(params)} for name, cls in (
-        ("mnist", "net2net.data.MNIST5k"), ("fashion_mnist", "net2net.data.FashionMNIST"), ("digits", "net2net.data.Digits"))}
+    classes = {"mnist": "MNIST5k", "fashion_mnist": "FashionMNIST", "digits": "Digits"}
+    datasets = {name: {"target": f"net2net.data.{cls}", "params": dict(params)} for name, cls in classes.items()}
     train = {"target": "net2net.training.datamodule.concat_domains",
              "params": {"datasets": datasets, "max_per_domain": 32, "seed": 0}}
     source = {"target": "net2net.experts.label.LabelEncoder", "params": {"n_classes": 3}}

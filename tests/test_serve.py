@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -247,7 +248,7 @@ def server(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture(scope="module")
-def page(server: tuple[str, _Recorder]) -> Iterator[object]:
+def page(server: tuple[str, _Recorder]) -> Iterator[Any]:
     if not CHROMIUM.is_file():
         if os.environ.get("NET2NET_REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium); NET2NET_REQUIRE_BROWSER is set")
@@ -260,68 +261,68 @@ def page(server: tuple[str, _Recorder]) -> Iterator[object]:
                                     args=["--headless", "--no-sandbox", "--disable-background-networking"])  # fmt: skip
         pg = browser.new_page(viewport={"width": 1280, "height": 1000})
 
-        def route(r: object) -> None:
-            if r.request.url.startswith((url, "data:", "blob:")):  # type: ignore[attr-defined]
-                r.continue_()  # type: ignore[attr-defined]
+        def route(r: Any) -> None:
+            if r.request.url.startswith((url, "data:", "blob:")):
+                r.continue_()
             else:
-                external.append(r.request.url)  # type: ignore[attr-defined]
-                r.abort()  # type: ignore[attr-defined]
+                external.append(r.request.url)
+                r.abort()
 
         pg.route("**/*", route)
         pg.goto(url)
         pg.wait_for_selector("#text-run")
-        pg.external = external  # type: ignore[attr-defined]
+        pg.external = external
         yield pg
         browser.close()
 
 
-def _gallery(pg: object, tab: str, previous: list[bytes] | None = None, n: int = 16) -> list[bytes]:
+def _gallery(pg: Any, tab: str, previous: list[bytes] | None = None, n: int = 16) -> list[bytes]:
     """The PNG bytes of the gallery's images once there are ``n`` of them (and they differ from ``previous``)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        srcs = pg.eval_on_selector_all(f"#{tab}-gallery img", "els => els.map(e => e.src)")  # type: ignore[attr-defined]
+        srcs = pg.eval_on_selector_all(f"#{tab}-gallery img", "els => els.map(e => e.src)")
         if len(srcs) == n:
-            data = [pg.request.get(s).body() for s in srcs]  # type: ignore[attr-defined]
+            data = [pg.request.get(s).body() for s in srcs]
             if previous is None or data != previous:
                 return data
         time.sleep(0.2)
     raise AssertionError(f"the {tab} gallery did not show {n} new images")
 
 
-def test_page_generates_pngs_and_temperature_changes_them(page: object, tmp_path: Path) -> None:
+def test_page_generates_pngs_and_temperature_changes_them(page: Any, tmp_path: Path) -> None:
     pg = page
-    pg.fill("#text-prompt textarea, #text-prompt input", "a warm coat for the winter")  # type: ignore[attr-defined]
-    pg.click("#text-run")  # type: ignore[attr-defined]
+    pg.fill("#text-prompt textarea, #text-prompt input", "a warm coat for the winter")
+    pg.click("#text-run")
     first = _gallery(pg, "text")
     for data in first:
         img = Image.open(io.BytesIO(data))
         assert img.format == "PNG" and img.size == (28 * SCALE, 28 * SCALE)
-    assert "16 images" in pg.inner_text("#text-note")  # type: ignore[attr-defined]
-    temperature = pg.locator("#text-temperature input[type=number]")  # type: ignore[attr-defined]
+    assert "16 images" in pg.inner_text("#text-note")
+    temperature = pg.locator("#text-temperature input[type=number]")
     temperature.fill("0.3")
     temperature.press("Enter")
-    pg.click("#text-run")  # type: ignore[attr-defined]
+    pg.click("#text-run")
     second = _gallery(pg, "text", previous=first)
     assert len({*second} - {*first}) >= 15  # (nearly) every image changed
-    pg.screenshot(path=str(tmp_path / "text.png"), full_page=True)  # type: ignore[attr-defined]
+    pg.screenshot(path=str(tmp_path / "text.png"), full_page=True)
     assert Image.open(tmp_path / "text.png").size[0] == 1280
 
 
-def test_page_shows_bad_input_messages_and_keeps_serving(page: object, server: tuple[str, _Recorder],
+def test_page_shows_bad_input_messages_and_keeps_serving(page: Any, server: tuple[str, _Recorder],
                                                         tmp_path: Path) -> None:  # fmt: skip
     pg = page
-    note = pg.locator("#text-note")  # type: ignore[attr-defined]
-    pg.fill("#text-prompt textarea, #text-prompt input", "")  # type: ignore[attr-defined]
-    pg.click("#text-run")  # type: ignore[attr-defined]
+    note = pg.locator("#text-note")
+    pg.fill("#text-prompt textarea, #text-prompt input", "")
+    pg.click("#text-run")
     note.get_by_text("the prompt is empty").wait_for(timeout=30_000)
-    pg.fill("#text-prompt textarea, #text-prompt input", "x" * 100_000)  # type: ignore[attr-defined]
-    pg.click("#text-run")  # type: ignore[attr-defined]
+    pg.fill("#text-prompt textarea, #text-prompt input", "x" * 100_000)
+    pg.click("#text-run")
     note.get_by_text("100000 characters").wait_for(timeout=30_000)
-    samples = pg.locator("#text-n input[type=number]")  # type: ignore[attr-defined]
+    samples = pg.locator("#text-n input[type=number]")
     samples.fill("1000000")
     samples.press("Enter")
-    pg.fill("#text-prompt textarea, #text-prompt input", "a coat")  # type: ignore[attr-defined]
-    pg.click("#text-run")  # type: ignore[attr-defined]
+    pg.fill("#text-prompt textarea, #text-prompt input", "a coat")
+    pg.click("#text-run")
     note.get_by_text("64 images").wait_for(timeout=60_000)  # the page clamps 10^6 to the maximum, 64
     assert samples.input_value() == "64"  # the server refuses 10^6 (below)
     from gradio_client import Client
@@ -331,25 +332,26 @@ def test_page_shows_bad_input_messages_and_keeps_serving(page: object, server: t
     with pytest.raises(Exception, match="less than minimum value 0"):
         Client(server[0], verbose=False).predict("a coat", 4, -1.0, 0, api_name="/text_to_image")
 
-    pg.get_by_role("tab", name="Exemplar-guided synthesis").click()  # type: ignore[attr-defined]
-    upload = pg.locator("#exemplar-upload input[type=file]")  # type: ignore[attr-defined]
+    pg.get_by_role("tab", name="Exemplar-guided synthesis").click()
+    upload = pg.locator("#exemplar-upload input[type=file]")
     upload.set_input_files({"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"})
-    pg.click("#exemplar-run")  # type: ignore[attr-defined]
-    pg.locator("#exemplar-note").get_by_text("not an image").wait_for(timeout=30_000)  # type: ignore[attr-defined]
-    pg.locator("#exemplar-upload button[aria-label='Clear']").click()  # type: ignore[attr-defined]
+    pg.click("#exemplar-run")
+    pg.locator("#exemplar-note").get_by_text("not an image").wait_for(timeout=30_000)
+    pg.locator("#exemplar-upload button[aria-label='Clear']").click()
     big = tmp_path / "big.png"
     big.write_bytes(b"\0" * (50 * 2**20))
     upload.set_input_files(str(big))
-    pg.get_by_text("exceed the maximum allowed size of 10.0 Mb").wait_for(timeout=30_000)  # type: ignore[attr-defined]
-    pg.fill("#exemplar-index input", "3")  # type: ignore[attr-defined]
-    pg.click("#exemplar-run")  # type: ignore[attr-defined]
+    pg.get_by_text("exceed the maximum allowed size of 10.0 Mb").wait_for(timeout=30_000)
+    pg.fill("#exemplar-index input", "3")
+    pg.click("#exemplar-run")
     for data in _gallery(pg, "exemplar", n=11):  # the exemplar and its 10 recombinations: still serving
         assert Image.open(io.BytesIO(data)).size == (28 * SCALE, 28 * SCALE)
 
-    pg.get_by_role("tab", name="Layer diagnosis").click()  # type: ignore[attr-defined]
-    pg.locator("#diagnosis-missing").get_by_text("net2net reproduce diagnosis --quick").wait_for(timeout=10_000)  # type: ignore[attr-defined]
+    pg.get_by_role("tab", name="Layer diagnosis").click()
+    missing = pg.locator("#diagnosis-missing")
+    missing.get_by_text("net2net reproduce diagnosis --quick").wait_for(timeout=10_000)
 
 
-def test_nothing_left_localhost(page: object, server: tuple[str, _Recorder]) -> None:
-    assert page.external == []  # type: ignore[attr-defined]  # the browser: no fonts, scripts, analytics
+def test_nothing_left_localhost(page: Any, server: tuple[str, _Recorder]) -> None:
+    assert page.external == []  # the browser: no fonts, scripts, analytics
     assert server[1].seen == []  # the server process: no connection through the proxy

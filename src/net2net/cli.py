@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser(
         "serve",
-        help="the translations in a browser page: text -> image, exemplars, layer diagnosis, transfer, super-resolution",
+        help="the translations in a browser page: text -> image, exemplars, layer diagnosis, transfer, superres",
         description="Serve a local web page (Gradio; pip install 'net2net[serve]') with a tab per translation: "
         "text -> image (prompt, samples, temperature, seed), exemplar-guided synthesis, layer diagnosis, unpaired "
         "transfer and super-resolution. With no RUN_DIR it uses the main job's run (net2net demo) and the runs of "
@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Works offline (no fonts, scripts or telemetry fetched).",
     )
     serve.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders to serve (default: those found)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind; warns unless loopback (default: %(default)s)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind; warns unless loopback (default: %(default)s)")
     serve.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
     serve.set_defaults(func=_serve)
 

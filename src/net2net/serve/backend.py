@@ -289,8 +289,8 @@ class Backend:
         own = readings[0]
         captions = [f"exemplar (classifier: {own})"] + [
             f"→ {FASHION_MNIST_CLASSES[c]} (classifier: {r})" for c, r in zip(classes, readings[1:])]  # fmt: skip
-        note = ("The exemplar's residual `v = τ⁻¹(Θ(y) | argmax Φ(y))` under each new class: the class comes from "
-                "the condition, the rest (shape, brightness, pose) from the exemplar.")  # fmt: skip
+        note = ("The exemplar's residual `v = τ⁻¹(Θ(y) | argmax Φ(y))` under each new class: the class comes "
+                "from the condition, the rest (shape, brightness, pose) from the exemplar.")  # fmt: skip
         return Output(display(images), captions, note)
 
     @torch.no_grad()

@@ -90,10 +90,14 @@ def main_job_run() -> Path:
 def _candidates(root: Path) -> Iterable[Path]:
     for folder in (root, root / "reproduce"):
         if folder.is_dir():
-            yield from (p for p in folder.iterdir() if (p / "cinn.safetensors").is_file() and (p / "config.yaml").is_file())
+            for p in folder.iterdir():
+                if (p / "cinn.safetensors").is_file() and (p / "config.yaml").is_file():
+                    yield p
 
 
-def find_runs(run_dirs: Sequence[str | os.PathLike[str]] = (), root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
+def find_runs(
+    run_dirs: Sequence[str | os.PathLike[str]] = (), root: str | os.PathLike[str] | None = None
+) -> list[RunInfo]:
     """The runs the tabs use: one per tab (per layer for ``diagnosis``).
 
     Arguments:
