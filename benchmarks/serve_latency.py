@@ -174,45 +174,37 @@ def main() -> None:
 
 
 class _Browser:
-    """Headless Chromium on the page: ``generate()`` presses Generate with a new seed, waits for the new images."""
+    """Headless Chromium on the page (when available): ``generate()`` presses Generate with a new seed and waits
+    until the new images are loaded."""
 
     def __init__(self, url: str, prompt: str, n: int) -> None:
+        from net2net.serve.browser import CHROMIUM, offline_page
+
         self.ok, self.n, self.seed = False, n, 0
-        if not Path("/usr/bin/chromium").is_file():
-            return
         try:
-            from playwright.sync_api import sync_playwright
+            import playwright.sync_api  # noqa: F401
         except ImportError:
             return
-        self._pw = sync_playwright().start()
-        self._browser = self._pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                                 args=["--headless", "--no-sandbox", "--disable-background-networking"])
-        self.page = self._browser.new_page(viewport={"width": 1280, "height": 1000})
-        self.page.goto(url)
+        if not CHROMIUM.is_file():
+            return
+        self._context = offline_page(url)
+        self.page = self._context.__enter__()
+        self.page.wait_for_selector("#text-run")
         self.page.fill("#text-prompt textarea, #text-prompt input", prompt)
         self.page.locator("#text-n input[type=number]").fill(str(n))
         self.page.locator("#text-n input[type=number]").press("Enter")
         self.ok = True
 
-    def _srcs(self) -> list[str]:
-        return self.page.eval_on_selector_all("#text-gallery img", "els => els.map(e => e.src)")
-
     def generate(self) -> dict[str, float]:
-        before = set(self._srcs())
+        from net2net.serve.browser import time_generate
+
         self.seed += 1
-        self.page.locator("#text-seed input").fill(str(self.seed))
-        t = time.perf_counter()
-        self.page.click("#text-run")
-        self.page.wait_for_function(
-            "([n, old]) => { const imgs = [...document.querySelectorAll('#text-gallery img')];"
-            " return imgs.length === n && imgs.every(i => !old.includes(i.src) && i.complete && i.naturalWidth > 0); }",
-            arg=[self.n, list(before)], timeout=60_000, polling=10)  # fmt: skip
-        return {"total": time.perf_counter() - t}
+        return {"total": time_generate(self.page, self.n, self.seed)}
 
     def close(self) -> None:
         if self.ok:
-            self._browser.close()
-            self._pw.stop()
+            assert not self.page.external, f"the page requested {self.page.external}"
+            self._context.__exit__(None, None, None)
 
 
 _LOAD_START = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").is_file() else "?"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +30,13 @@ from net2net.serve.backend import (
     SCALE,
     Backend,
     InputError,
+    _reading_note,
     check_int,
     check_prompt,
     check_temperature,
     load_upload,
 )
+from net2net.serve.browser import CHROMIUM, gallery_sources, offline_page
 from net2net.serve.runs import RunInfo, classify_run, find_runs
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,8 +47,6 @@ from serve_helpers import (  # noqa: E402
     tiny_text_run,
     tiny_unpaired_run,
 )
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,8 @@ def test_runs_are_classified_by_their_config_and_the_newest_of_a_tab_wins(tmp_pa
 def test_text_to_image_shares_its_model_and_follows_seed_and_temperature(backend: Backend) -> None:
     out = backend.text_to_image("a pair of running shoes", 16, 1.0, 0)
     assert len(out.images) == 16 and out.images[0].size == (28 * SCALE, 28 * SCALE)
-    assert all(c.endswith("%") for c in out.captions) and "classifier reads" in out.note
+    assert all(c.endswith("%") for c in out.captions) and "classifier reads the samples as" in out.note
+    assert _reading_note(["Ankle boot 94%", "Sneaker 3%", "Ankle boot 50%"]).endswith(": Ankle boot ×2, Sneaker ×1.")
     assert set(out.seconds) >= {"text expert", "cINN", "decoder"}
     model = backend.model("text")
     again = backend.text_to_image("a pair of running shoes", 16, 1.0, 0)
@@ -253,47 +255,23 @@ def page(server: tuple[str, _Recorder]) -> Iterator[Any]:
         if os.environ.get("NET2NET_REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium); NET2NET_REQUIRE_BROWSER is set")
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    url, _ = server
-    external: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--headless", "--no-sandbox", "--disable-background-networking"])  # fmt: skip
-        pg = browser.new_page(viewport={"width": 1280, "height": 1000})
-
-        def route(r: Any) -> None:
-            if r.request.url.startswith((url, "data:", "blob:")):
-                r.continue_()
-            else:
-                external.append(r.request.url)
-                r.abort()
-
-        pg.route("**/*", route)
-        pg.goto(url)
+    pytest.importorskip("playwright.sync_api")
+    with offline_page(server[0]) as pg:
         pg.wait_for_selector("#text-run")
-        pg.external = external
         yield pg
-        browser.close()
 
 
-def _gallery(pg: Any, tab: str, previous: list[bytes] | None = None, n: int = 16) -> list[bytes]:
-    """The PNG bytes of the gallery's images once there are ``n`` of them (and they differ from ``previous``)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        srcs = pg.eval_on_selector_all(f"#{tab}-gallery img", "els => els.map(e => e.src)")
-        if len(srcs) == n:
-            data = [pg.request.get(s).body() for s in srcs]
-            if previous is None or data != previous:
-                return data
-        time.sleep(0.2)
-    raise AssertionError(f"the {tab} gallery did not show {n} new images")
+def _gallery(pg: Any, tab: str, previous: list[str] | None = None, n: int = 16) -> tuple[list[str], list[bytes]]:
+    """The URLs and PNG bytes of the gallery's ``n`` images once loaded (and not among the URLs ``previous``)."""
+    srcs = gallery_sources(pg, tab, n, previous)
+    return srcs, [pg.request.get(s).body() for s in srcs]
 
 
 def test_page_generates_pngs_and_temperature_changes_them(page: Any, tmp_path: Path) -> None:
     pg = page
     pg.fill("#text-prompt textarea, #text-prompt input", "a warm coat for the winter")
     pg.click("#text-run")
-    first = _gallery(pg, "text")
+    urls, first = _gallery(pg, "text")
     for data in first:
         img = Image.open(io.BytesIO(data))
         assert img.format == "PNG" and img.size == (28 * SCALE, 28 * SCALE)
@@ -302,7 +280,7 @@ def test_page_generates_pngs_and_temperature_changes_them(page: Any, tmp_path: P
     temperature.fill("0.3")
     temperature.press("Enter")
     pg.click("#text-run")
-    second = _gallery(pg, "text", previous=first)
+    _, second = _gallery(pg, "text", previous=urls)
     assert len({*second} - {*first}) >= 15  # (nearly) every image changed
     pg.screenshot(path=str(tmp_path / "text.png"), full_page=True)
     assert Image.open(tmp_path / "text.png").size[0] == 1280
@@ -344,7 +322,7 @@ def test_page_shows_bad_input_messages_and_keeps_serving(page: Any, server: tupl
     pg.get_by_text("exceed the maximum allowed size of 10.0 Mb").wait_for(timeout=30_000)
     pg.fill("#exemplar-index input", "3")
     pg.click("#exemplar-run")
-    for data in _gallery(pg, "exemplar", n=11):  # the exemplar and its 10 recombinations: still serving
+    for data in _gallery(pg, "exemplar", n=11)[1]:  # the exemplar and its 10 recombinations: still serving
         assert Image.open(io.BytesIO(data)).size == (28 * SCALE, 28 * SCALE)
 
     pg.get_by_role("tab", name="Layer diagnosis").click()
@@ -352,6 +330,15 @@ def test_page_shows_bad_input_messages_and_keeps_serving(page: Any, server: tupl
     missing.get_by_text("net2net reproduce diagnosis --quick").wait_for(timeout=10_000)
 
 
+def test_server_serves_no_file_it_did_not_write(server: tuple[str, _Recorder]) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for path in ("/etc/passwd", str(Path(__file__).resolve()), "README.md"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            opener.open(f"{server[0]}gradio_api/file={path}", timeout=10)
+        assert e.value.code == 403
+
+
 def test_nothing_left_localhost(page: Any, server: tuple[str, _Recorder]) -> None:
     assert page.external == []  # the browser: no fonts, scripts, analytics
     assert server[1].seen == []  # the server process: no connection through the proxy
+

@@ -220,12 +220,12 @@ class Backend:
 
     @torch.no_grad()
     def readings(self, images: Tensor) -> list[str]:
-        """The classifier's reading of ``(N, 1, 28, 28)`` Fashion-MNIST images: ``"Sneaker 93 %"`` each."""
+        """The classifier's reading of ``(N, 1, 28, 28)`` Fashion-MNIST images: ``"Sneaker 93%"`` each."""
         from ..data import FASHION_MNIST_CLASSES
 
         probs = self.classifier()(images).softmax(1)
         p, c = probs.max(1)
-        return [f"{FASHION_MNIST_CLASSES[int(k)]} {100 * float(q):.0f} %" for k, q in zip(c, p)]
+        return [f"{FASHION_MNIST_CLASSES[int(k)]} {100 * float(q):.0f}%" for k, q in zip(c, p)]
 
     def _reads_fashion(self, tab: str, layer: str = "") -> bool:
         """Whether the run's target is the Fashion-MNIST autoencoder (so the classifier can read its images)."""
@@ -378,11 +378,11 @@ class Backend:
 
 
 def _reading_note(captions: Sequence[str]) -> str:
-    """``"classifier reads: Sneaker ×12, Sandal ×3"`` from captions that start with the class name."""
+    """``"... reads the samples as: Sneaker ×12, Sandal ×3."`` from captions ``"<class> <probability>%"``."""
     counts: dict[str, int] = {}
     for c in captions:
         if c:
-            name = c.rsplit(" ", 2)[0]
+            name = c.rsplit(" ", 1)[0]
             counts[name] = counts.get(name, 0) + 1
     if not counts:
         return ""
