@@ -126,6 +126,7 @@ def test_runs_are_classified_by_their_config_and_the_newest_of_a_tab_wins(tmp_pa
     assert classify_run(layer) == RunInfo("diagnosis", layer, "middle")
     assert classify_run(domains) == RunInfo("unpaired", domains)
     assert classify_run(classes) is None  # class labels, not domains: no tab
+    assert find_runs(root=tmp_path / "nothing here") == []  # a fresh machine: every tab names its command
     found = find_runs(root=root)
     assert {(r.tab, r.path) for r in found} == {("exemplar", new), ("unpaired", domains)}
     with pytest.raises(FileNotFoundError, match="no config.yaml"):
