@@ -178,7 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
     for tab, (title, command) in TABS.items():
         where = ", ".join(str(r.path) for r in runs if r.tab == tab)
         print(f"{title}: {where}" if tab in served else f"{title}: no run (make it with: {command})")
-    serve([r.path for r in runs], host=args.host, port=args.port)
+    serve(host=args.host, port=args.port, runs=runs)
     return 0
 
 

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runs import RunInfo
 
 __all__ = ["serve"]
 
 
 def serve(run_dirs: Sequence[str | os.PathLike[str]] = (), host: str = "127.0.0.1", port: int = 7860,
-          block: bool = True) -> Any:  # fmt: skip
-    """Load the runs (``run_dirs``, or those :func:`~net2net.serve.runs.find_runs` finds) and serve the page.
+          runs: Sequence[RunInfo] | None = None) -> None:  # fmt: skip
+    """Load the runs and serve the page until interrupted.
+
+    Arguments:
+        run_dirs: run folders to serve (empty: those :func:`~net2net.serve.runs.find_runs` finds).
+        host, port: where to listen (a warning when ``host`` is not loopback).
+        runs: the runs already found (instead of ``run_dirs``).
 
     Raises:
         ImportError: Gradio is not installed (the message says how to install it).
@@ -33,6 +41,6 @@ def serve(run_dirs: Sequence[str | os.PathLike[str]] = (), host: str = "127.0.0.
     from .backend import Backend
     from .runs import find_runs
 
-    backend = Backend(find_runs(run_dirs))
+    backend = Backend(find_runs(run_dirs) if runs is None else runs)
     backend.load_all()
-    return launch(backend, host=host, port=port, block=block)
+    launch(backend, host=host, port=port)

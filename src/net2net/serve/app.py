@@ -28,7 +28,7 @@ __all__ = ["build_app", "is_loopback", "launch"]
 
 log = logging.getLogger(__name__)
 
-CSS = "#text-gallery img, .n2n-gallery img { image-rendering: pixelated; }"
+CSS = ".n2n-gallery img { image-rendering: pixelated; }"  # 28 px images shown large stay sharp
 
 
 def is_loopback(host: str) -> bool:

@@ -165,6 +165,7 @@ class Backend:
         self._lock = threading.Lock()
         self._classifier: Any = None
         self._datasets: dict[Any, Any] = {}
+        self._fashion: dict[tuple[str, str], bool] = {}  # whether a run decodes to Fashion-MNIST images
 
     # -- what exists ------------------------------------------------------------------------------------
     def has(self, tab: str) -> bool:
@@ -231,8 +232,11 @@ class Backend:
         """Whether the run's target is the Fashion-MNIST autoencoder (so the classifier can read its images)."""
         from omegaconf import OmegaConf
 
-        cfg = OmegaConf.load(self.runs[(tab, layer)].path / "config.yaml")
-        return OmegaConf.select(cfg, "data.params.target.params.path") == FASHION_AUTOENCODER
+        key = (tab, layer)
+        if key not in self._fashion:
+            cfg = OmegaConf.load(self.runs[key].path / "config.yaml")
+            self._fashion[key] = OmegaConf.select(cfg, "data.params.target.params.path") == FASHION_AUTOENCODER
+        return self._fashion[key]
 
     def _captioned(self, images: Tensor, tab: str, layer: str = "") -> list[str]:
         return self.readings(images) if self._reads_fashion(tab, layer) else [""] * len(images)
