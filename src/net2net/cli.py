@@ -1,4 +1,5 @@
-"""Command-line interface: ``net2net demo | train | reproduce | report | encode | translate | evaluate-autoencoder``."""
+"""Command-line interface: ``net2net demo | train | reproduce | report | encode | translate | evaluate-autoencoder |
+serve``."""
 
 from __future__ import annotations
 
@@ -245,6 +246,26 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+    from .serve.runs import TABS, find_runs
+
+    try:
+        runs = find_runs(args.run_dirs)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"net2net serve: {e}", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536:
+        print(f"net2net serve: --port must be from 1 to 65535, got {args.port}", file=sys.stderr)
+        return 2
+    served = {r.tab for r in runs}
+    for tab, (title, command) in TABS.items():
+        where = ", ".join(str(r.path) for r in runs if r.tab == tab)
+        print(f"{title}: {where}" if tab in served else f"{title}: no run (make it with: {command})")
+    serve(host=args.host, port=args.port, runs=runs)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="net2net",
@@ -352,6 +373,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.add_argument("--png", default=None, help="write a grid: 16 test images, reconstructions, prior samples")
     evaluate.set_defaults(func=_evaluate_autoencoder)
+
+    serve = sub.add_parser(
+        "serve",
+        help="the translations in a browser page: text -> image, exemplars, layer diagnosis, transfer, superres",
+        description="Serve a local web page (Gradio; pip install 'net2net[serve]') with a tab per translation: "
+        "text -> image (prompt, samples, temperature, seed), exemplar-guided synthesis, layer diagnosis, unpaired "
+        "transfer and super-resolution. With no RUN_DIR it uses the main job's run (net2net demo) and the runs of "
+        "net2net reproduce under ~/.cache/net2net/runs; a tab without a run names the command that makes it. "
+        "Works offline (no fonts, scripts or telemetry fetched).",
+    )
+    serve.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders to serve (default: those found)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind; warns unless loopback (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    serve.set_defaults(func=_serve)
 
     demo = sub.add_parser(
         "demo",

@@ -13,7 +13,7 @@ from torch import Tensor
 # atomic_path / atomic_save_safetensors lived here before net2net.io; importable from here for old code
 from .io import atomic_path, atomic_save_safetensors  # noqa: F401
 
-__all__ = ["make_grid", "save_png"]
+__all__ = ["make_grid", "save_png", "to_pil"]
 
 
 def make_grid(images: Tensor, nrow: int, padding: int = 2, scale: int = 1, pad_value: float = 1.0) -> Tensor:
@@ -44,13 +44,19 @@ def make_grid(images: Tensor, nrow: int, padding: int = 2, scale: int = 1, pad_v
     return grid
 
 
-def save_png(image: Tensor, path: str | os.PathLike[str]) -> Path:
-    """Write a ``(C, H, W)`` image in [-1, 1] (C = 1 or 3) as PNG, atomically."""
+def to_pil(image: Tensor) -> Image.Image:
+    """A ``(C, H, W)`` image in [-1, 1] (C = 1 or 3) as an 8-bit PIL image (mode ``L`` or ``RGB``)."""
     if image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"save_png: expected (1 or 3, H, W), got {tuple(image.shape)}")
+        raise ValueError(f"expected an image (1 or 3, H, W), got {tuple(image.shape)}")
     arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     arr_np = arr.permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
-    pil = Image.fromarray(arr_np[..., 0] if arr_np.shape[2] == 1 else np.ascontiguousarray(arr_np))
+    return Image.fromarray(arr_np[..., 0] if arr_np.shape[2] == 1 else np.ascontiguousarray(arr_np))
+
+
+def save_png(image: Tensor, path: str | os.PathLike[str]) -> Path:
+    """Write a ``(C, H, W)`` image in [-1, 1] (C = 1 or 3) as PNG, atomically."""
+    pil = to_pil(image)
     with atomic_path(path) as tmp:
         pil.save(tmp, format="PNG")
     return Path(path)
+
