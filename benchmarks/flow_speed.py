@@ -12,6 +12,12 @@ process and timed interleaved, repeat by repeat, so that the machine's speed dri
 machines) hit all three alike; the table gives medians with min/max, ratios to the baseline and the
 fraction of the matmul rate achieved. Peak memory: each implementation alone in its own process.
 
+Precision: every implementation is also timed with bf16 mixed precision (``torch.autocast`` around the forward
+pass and the loss, float32 master weights and optimiser), sharing the model and optimiser of its float32 rows,
+whenever this run measures bf16 products faster than float32 ones (``--precisions 32 bf16`` forces the bf16 rows,
+``--precisions 32`` leaves them out). The header states the CPU's bf16 flags read at run time and both matmul rates;
+bf16 rows are compared with the bf16 matmul rate measured between their steps.
+
 Sampling is timed for 256 conditions with one sample each, and for 32 conditions with 8 samples each (the
 translate use case); in the second, both embed each condition once, and net2net also computes the condition's
 part of every subnet's first layer once per condition.
@@ -23,30 +29,23 @@ part of every subnet's first layer once per condition.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from net2net.flows.precision import cpu_bf16_features, matmul_gflops, precision_context
+
 DIM, COND, EMB, HIDDEN, DEPTH, BLOCKS = 128, 128, 128, 1024, 2, 20
-
-
-def matmul_gflops(dtype: torch.dtype, repeats: int = 30) -> float:
-    a = torch.randn(256, 1024, dtype=dtype)
-    w = torch.randn(1024, 1024, dtype=dtype)
-    for _ in range(5):
-        a @ w
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ w
-        times.append(time.perf_counter() - t)
-    return 2 * 256 * 1024 * 1024 / statistics.median(times) / 1e9
+DTYPES = {"32": torch.float32, "bf16": torch.bfloat16}
+NAMES = {"32": "float32", "bf16": "bf16 mixed"}
 
 
 def linear_macs(model: nn.Module) -> int:
@@ -119,8 +118,9 @@ BUILDERS = {"net2net": build_net2net, "FrEIA 0.2": build_freia}
 SAMPLES_PER_INPUT = {"sample": 1, "sample x8": 8}  # sampling tasks: samples drawn per condition
 
 
-def _prepare(impl: str, task: str, batch: int):
-    """Build one implementation and return ``(step_fn, model)`` for the task on fixed inputs."""
+def _prepare(impl: str, task: str, batch: int, precisions: Sequence[str] = ("32",)):
+    """Build one implementation and return ``({precision: step_fn}, model)`` for the task on fixed inputs; the
+    precisions share the model and optimiser."""
     torch.manual_seed(0)
     model, opt, (forward, sample) = BUILDERS[impl]()
     g = torch.Generator().manual_seed(0)
@@ -128,37 +128,42 @@ def _prepare(impl: str, task: str, batch: int):
     c = torch.randn(batch, COND, generator=g)
     forward(z, c)  # ActNorm initialisation on the same data for both
 
-    def train_step() -> None:
-        v, logdet = forward(z, c)
-        loss = (0.5 * v.square().sum(1) - logdet).mean()
+    def train_step(precision: str) -> None:
+        with precision_context(precision):
+            v, logdet = forward(z, c)
+            loss = (0.5 * v.float().square().sum(1) - logdet.float()).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     per_input = SAMPLES_PER_INPUT.get(task, 1)
 
-    def sample_step() -> None:
-        with torch.no_grad():
+    def sample_step(precision: str) -> None:
+        with torch.no_grad(), precision_context(precision):
             sample(c[: batch // per_input], per_input)  # batch rows: batch / n conditions, n samples each
 
-    return (train_step if task == "train" else sample_step), model
+    step = train_step if task == "train" else sample_step
+    return {p: functools.partial(step, p) for p in precisions}, model
 
 
-def time_worker(task: str, batch: int, repeats: int) -> dict:
-    """Time both implementations and the reference matmul in one process, interleaved repeat by repeat,
-    so that drifts in machine speed hit all of them alike."""
+def time_worker(task: str, batch: int, repeats: int, precisions: Sequence[str]) -> dict:
+    """Time every implementation in every precision and the reference matmuls in one process, interleaved repeat by
+    repeat, so that drifts in machine speed hit all of them alike."""
     fns = {}
     macs = {}
     for impl in BUILDERS:
-        fns[impl], model = _prepare(impl, task, batch)
+        steps, model = _prepare(impl, task, batch, precisions)
+        for p, fn in steps.items():
+            fns[f"{impl}|{p}"] = fn
         macs[impl] = linear_macs(model)
-    a, w = torch.randn(256, 1024), torch.randn(1024, 1024)
+    for p in precisions:
+        a, w = torch.randn(256, 1024).to(DTYPES[p]), torch.randn(1024, 1024).to(DTYPES[p])
 
-    def matmul() -> None:  # about 40 products, so that it lasts about as long as a step
-        for _ in range(40):
-            a @ w
+        def matmul(a=a, w=w) -> None:  # about 40 products, so that it lasts about as long as a step
+            for _ in range(40):
+                a @ w
 
-    fns["matmul"] = matmul
+        fns[f"matmul|{p}"] = matmul
     for fn in fns.values():
         for _ in range(2):
             fn()
@@ -169,15 +174,16 @@ def time_worker(task: str, batch: int, repeats: int) -> dict:
             t = time.perf_counter()
             fns[k]()
             times[k].append(time.perf_counter() - t)
-    times["matmul_gflops"] = [40 * 2 * 256 * 1024 * 1024 / t / 1e9 for t in times.pop("matmul")]
+    for p in precisions:
+        times[f"matmul_gflops|{p}"] = [40 * 2 * 256 * 1024 * 1024 / t / 1e9 for t in times.pop(f"matmul|{p}")]
     return {"times": times, "macs": macs}
 
 
-def memory_worker(impl: str, task: str, batch: int) -> dict:
-    """Peak resident memory of one implementation alone (three steps after warm-up)."""
-    fn, model = _prepare(impl, task, batch)
+def memory_worker(impl: str, task: str, batch: int, precision: str) -> dict:
+    """Peak resident memory of one implementation alone in one precision (three steps after warm-up)."""
+    steps, model = _prepare(impl, task, batch, (precision,))
     for _ in range(3):
-        fn()
+        steps[precision]()
     return {
         "params": sum(p.numel() for p in model.parameters()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -194,20 +200,29 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                     help="a subset of: train25 train256 sample sample_x8 (default: all)")  # fmt: skip
+    ap.add_argument("--precisions", nargs="+", default=None, choices=list(DTYPES),
+                    help="default: 32, and bf16 where this run measures bf16 products faster")  # fmt: skip
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         kind, *rest = args.worker
         if kind == "time":
-            result = time_worker(rest[0], int(rest[1]), int(rest[2]))
+            result = time_worker(rest[0], int(rest[1]), int(rest[2]), rest[3].split(","))
         else:
-            result = memory_worker(rest[0], rest[1], int(rest[2]))
+            result = memory_worker(rest[0], rest[1], int(rest[2]), rest[3])
         print(json.dumps(result))
         return
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"bf16 matmul {matmul_gflops(torch.bfloat16):.0f} GFLOP/s against float32 {matmul_gflops(torch.float32):.0f} "
-          "(256x1024 @ 1024x1024, median): no AVX512-BF16 here, so no bf16 training path is measured\n")
+    flags = cpu_bf16_features()
+    f32, bf16 = matmul_gflops(torch.float32, repeats=30), matmul_gflops(torch.bfloat16, repeats=30)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ATen CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}; bf16 flags in /proc/cpuinfo: {', '.join(flags) or 'none'}")
+    print(f"matmul 256x1024 @ 1024x1024 (median of 30): float32 {f32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s "
+          f"({bf16 / f32:.2f}x)")  # fmt: skip
+    precisions = args.precisions or (["32", "bf16"] if bf16 > f32 else ["32"])
+    if args.precisions is None:
+        print("bf16 products are " + ("faster here: bf16 mixed-precision rows measured" if bf16 > f32 else
+              "slower here: bf16 rows left out (--precisions 32 bf16 measures them anyway)") + "\n")  # fmt: skip
     all_jobs = {"train25": ("train", 25), "train256": ("train", 256), "sample": ("sample", 256),
                 "sample_x8": ("sample x8", 256)}  # fmt: skip
     unknown = set(args.tasks or ()) - set(all_jobs)
@@ -216,32 +231,35 @@ def main() -> None:
     jobs = [job for name, job in all_jobs.items() if args.tasks is None or name in args.tasks]
     rows = []
     for task, batch in jobs:
-        timing = run_worker("time", task, str(batch), str(args.repeats))
-        mem = {impl: run_worker("memory", impl, task, str(batch)) for impl in BUILDERS}
-        rate = statistics.median(timing["times"]["matmul_gflops"])
-        base = statistics.median(timing["times"]["FrEIA 0.2"])
-        for impl in BUILDERS:
-            ts = timing["times"][impl]
-            t = statistics.median(ts)
-            flops = (6 if task == "train" else 2) * timing["macs"][impl] * batch
-            n = SAMPLES_PER_INPUT.get(task, 1)
-            label = f"{task.split()[0]} step, batch {batch}"
-            label += f" ({batch // n} inputs x {n} samples)" if n > 1 else ""
-            rows.append(
-                f"| {label} | {impl} | {t:.3f} ({min(ts):.3f}-{max(ts):.3f}) | {batch / t:.0f} "
-                f"| {flops / t / 1e9:.0f} | {flops / t / 1e9 / rate:.0%} of {rate:.0f} | {mem[impl]['peak_rss_mb']:.0f} "
-                f"| {base / t:.2f}x |"
-            )
+        timing = run_worker("time", task, str(batch), str(args.repeats), ",".join(precisions))
+        mem = {(impl, p): run_worker("memory", impl, task, str(batch), p) for impl in BUILDERS for p in precisions}
+        base32 = statistics.median(timing["times"]["FrEIA 0.2|32"])
+        for p in precisions:
+            rate = statistics.median(timing["times"][f"matmul_gflops|{p}"])
+            base = statistics.median(timing["times"][f"FrEIA 0.2|{p}"])
+            for impl in BUILDERS:
+                ts = timing["times"][f"{impl}|{p}"]
+                t = statistics.median(ts)
+                flops = (6 if task == "train" else 2) * timing["macs"][impl] * batch
+                n = SAMPLES_PER_INPUT.get(task, 1)
+                label = f"{task.split()[0]} step, batch {batch}"
+                label += f" ({batch // n} inputs x {n} samples)" if n > 1 else ""
+                rows.append(
+                    f"| {label} | {impl} | {NAMES[p]} | {t:.3f} ({min(ts):.3f}-{max(ts):.3f}) | {batch / t:.0f} "
+                    f"| {flops / t / 1e9:.0f} | {flops / t / 1e9 / rate:.0%} of {rate:.0f} "
+                    f"| {mem[impl, p]['peak_rss_mb']:.0f} | {base / t:.2f}x | {base32 / t:.2f}x |"
+                )
         print(f"  measured {task} batch {batch}", file=sys.stderr)
 
-    print("| measurement | implementation | median s (min-max) | samples/s | GFLOP/s | of f32 matmul GFLOP/s | peak RSS MB | speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| measurement | implementation | precision | median s (min-max) | samples/s | GFLOP/s "
+          "| of matmul GFLOP/s in its precision | peak RSS MB | vs FrEIA same precision | vs FrEIA float32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    p = mem["net2net"]["params"]
-    print(f"\nparameters: {p / 1e6:.1f}M; {args.repeats} repeats, interleaved; FLOPs counted as 2 (forward) + 4 (backward) "
-          "per multiply-accumulate of the dense layers (nominal: with several samples per input, net2net computes the "
-          "condition's part of the first subnet layers once per input, so it does fewer); the matmul rate is measured "
-          "between the steps of the same run")
+    p = mem["net2net", "32"]["params"]
+    print(f"\nparameters: {p / 1e6:.1f}M; {args.repeats} repeats, interleaved; FLOPs counted as 2 (forward) + "
+          "4 (backward) per multiply-accumulate of the dense layers (nominal: with several samples per input, net2net computes the "
+          "condition's part of the first subnet layers once per input, so it does fewer); the matmul rates are "
+          "measured between the steps of the same run")
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ def test_cli_train_reports_config_errors_with_the_key(run: dict, tmp_path: Path,
     assert "model: invalid params" in err and "'bogus'" in err
     args = ["lightning.trainer.max_stepz=1", "--log-dir", str(tmp_path / "out")]
     assert main(["train", str(run["config"]), *args]) == 2
-    assert "lightning.trainer: unknown Trainer argument(s) ['max_stepz']" in capsys.readouterr().err
+    assert "lightning.trainer.max_stepz: unknown Trainer argument (did you mean 'max_steps'?)" in capsys.readouterr().err
     args = ["lightning.callbacks.image_logger.params.every_n_step=5", "--log-dir", str(tmp_path / "out")]
     assert main(["train", str(run["config"]), *args]) == 2
     assert "lightning.callbacks.image_logger" in capsys.readouterr().err

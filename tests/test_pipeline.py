@@ -264,7 +264,7 @@ def test_text2image_evaluation_and_grid() -> None:
 def test_atomic_safetensors_have_usual_permissions(tmp_path: Path) -> None:
     import os
 
-    from net2net.images import atomic_save_safetensors
+    from net2net.io import atomic_save_safetensors
 
     umask = os.umask(0)
     os.umask(umask)

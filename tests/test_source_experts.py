@@ -570,6 +570,9 @@ def test_sentence_encoder_frozen_and_errors(sbert, tmp_path) -> None:
         SentenceEncoder(tmp_path / "missing")
     with pytest.raises(ValueError, match="batch_size"):
         SentenceEncoder(batch_size=0)
+    long = " ".join(["coat"] * (sbert.model.max_seq_length + 10))
+    with pytest.warns(UserWarning, match=rf"1 sentence\(s\) longer than the {sbert.model.max_seq_length} word pieces"):
+        sbert.encode(["a coat", long])
 
 
 def test_sentence_encoder_fingerprint(sbert) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
 from net2net.flows import ConditionalINN, nll
+from net2net.io import read_safetensors_metadata
 from net2net.synthetic import LinearGaussian
 from net2net.training.cinn import CINNModule, load_cinn, save_cinn
 from net2net.training.optim import FlowOptimConfig, clip_gradients, learning_rate, make_optimizer
@@ -177,8 +180,14 @@ def test_lightning_module_rejects_unknown_optim_keys() -> None:
 
 def test_load_cinn_rejects_weights_of_another_size(tmp_path: Path) -> None:
     params = {"dim": 4, "cond_dim": 3, "n_blocks": 1, "hidden_dim": 8, "embedding_dim": 4}
-    tau = ConditionalINN(**params)
-    other = {"target": "net2net.flows.ConditionalINN", "params": {**params, "hidden_dim": 16}}
-    save_cinn(tau, other, tmp_path / "cinn.safetensors")  # config and weights disagree
+    good = save_cinn(ConditionalINN(**params), tmp_path / "good.safetensors")
+    meta = read_safetensors_metadata(good)
+    assert json.loads(meta["config"]) == {**params, "hidden_depth": 2, "alpha": 1.0, "embedder_hidden_dim": None,
+                                          "embedder_depth": 2, "seed": 0}  # fmt: skip
+    assert load_cinn(good).config == ConditionalINN(**params).config
+    bad = {**meta, "config": json.dumps({**params, "hidden_dim": 16})}  # config and weights disagree
+    save_file(load_file(str(good)), str(tmp_path / "cinn.safetensors"), metadata=bad)
     with pytest.raises(ValueError, match="do not fit"):
         load_cinn(tmp_path / "cinn.safetensors")
+    with pytest.raises(TypeError, match="no longer passed"):
+        save_cinn(ConditionalINN(**params), {"target": "net2net.flows.ConditionalINN"}, good)  # type: ignore[arg-type]

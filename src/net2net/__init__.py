@@ -1,3 +1,51 @@
-"""net2net: network-to-network translation with conditional invertible neural networks."""
+"""net2net: network-to-network translation with conditional invertible neural networks.
+
+The public API is imported lazily: ``import net2net`` loads nothing heavy (no torch, no Lightning); a name is
+imported on first use, e.g. ``from net2net import Net2Net`` imports the inference stack only.
+
+Example:
+    >>> from net2net import ConditionalINN, load_config  # doctest: +SKIP
+    >>> tau = ConditionalINN(dim=8, cond_dim=4, n_blocks=2, hidden_dim=16)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it (relative to this package)
+_EXPORTS: dict[str, str] = {
+    "Net2Net": ".apps.translate",
+    "ConditionalINN": ".flows",
+    "UnconditionalFlow": ".flows",
+    "nll": ".flows",
+    "load_config": ".config",
+    "instantiate_from_config": ".config",
+    "train_from_config": ".training.run",
+    "load_cinn": ".training.cinn",
+    "save_cinn": ".training.cinn",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names are resolved by __getattr__
+    from .apps.translate import Net2Net
+    from .config import instantiate_from_config, load_config
+    from .flows import ConditionalINN, UnconditionalFlow, nll
+    from .training.cinn import load_cinn, save_cinn
+    from .training.run import train_from_config
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'net2net' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # cache: later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

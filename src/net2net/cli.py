@@ -1,16 +1,34 @@
 """Command-line interface: ``net2net demo | train | fit | sample | score | evaluate | export | reproduce | report |
-encode | translate | evaluate-autoencoder``."""
+encode | translate | evaluate-autoencoder | serve``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["CLIError", "main"]
+
+EXIT_ERROR = 2  # any error: one line on stderr (the traceback with --debug)
+EXIT_SIGTERM = 128 + 15  # training stopped by SIGTERM after saving last.ckpt (the shell's code for it)
+EXIT_INTERRUPT = 128 + 2  # Ctrl-C outside Lightning's own handling
+
+
+class CLIError(Exception):
+    """A usage error found by a command; ``main`` prints it as one line and exits with status 2."""
+
+
+def _user_modules_importable() -> None:
+    """Configs the user passes may name their own modules in the working folder, as ``python -m`` would find them.
+    Appended (not prepended): a stray ``torch.py`` in the folder cannot shadow an installed package."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -25,7 +43,8 @@ def _demo(args: argparse.Namespace) -> int:
         from .apps.text2image import run_text2image
 
         metrics = run_text2image(out_dir=args.out, run_dir=args.run_dir, steps=args.steps, seed=args.seed,
-                                 retrain=args.retrain, temperature=args.temperature)  # fmt: skip
+                                 retrain=args.retrain, temperature=args.temperature,
+                                 precision=args.precision)  # fmt: skip
         keys = ("png", "held_out_accuracy", "accuracy_per_class", "diversity_mean", "diversity_real_mean",
                 "by_temperature", "trained_now", "train_seconds", "run_dir")  # fmt: skip
     print(json.dumps({k: metrics[k] for k in keys}, indent=2))
@@ -33,20 +52,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .training.run import ConfigError, _instantiate
+    from .config import ConfigError, instantiate, load_config
 
     configs = [a for a in args.items if "=" not in a]
     overrides = [a for a in args.items if "=" in a]
+    _user_modules_importable()
     try:
         cfg = load_config(configs, overrides)
-        dm = _instantiate(cfg.data, "data")
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"net2net encode: config error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(str(e)) from e
+    dm = instantiate(cfg.data, "data")
     if not hasattr(dm, "cache_path"):
-        print("net2net encode: data.target must be a TranslationDataModule (source and target experts)", file=sys.stderr)
-        return 2
+        raise CLIError("data.target must be a TranslationDataModule (source and target experts)")
     if dm.live:
         print("net2net encode: the source expert is stochastic; it is encoded live during training, nothing to cache")
         return 0
@@ -62,7 +79,8 @@ def _evaluate_autoencoder(args: argparse.Namespace) -> int:
     from .data import FashionMNIST
     from .experts.classifier import load_classifier
     from .experts.target import load_autoencoder_target
-    from .images import atomic_path, make_grid, save_png
+    from .images import make_grid, save_png
+    from .io import atomic_path
     from .metrics.autoencoder import evaluate_autoencoder
 
     ae = load_autoencoder_target(args.weights)
@@ -89,23 +107,89 @@ def _evaluate_autoencoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or ``None`` where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_out_dir(out: Path) -> None:
+    """The output folder can be created and written, checked before any work."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: cannot write there ({parent} is not a writable folder)")
+
+
 def _translate(args: argparse.Namespace) -> int:
     import torch
 
     from .apps.translate import Net2Net
-    from .images import atomic_save_safetensors, make_grid, save_png
+    from .experts.label import LabelEncoder
+    from .images import make_grid, save_png
+    from .io import atomic_save_safetensors
 
-    model = Net2Net.from_run(args.run)
-    if args.text:
-        inputs: object = list(args.text)
-    elif args.labels:
-        inputs = torch.tensor(args.labels)
-    else:
-        print("net2net translate: give --text SENTENCE ... or --labels INT ...", file=sys.stderr)
-        return 2
+    run, out = Path(args.run), Path(args.out)
+    # everything the command line decides is checked before the model loads
+    if not (run / "config.yaml").is_file():
+        raise CLIError(f"{run} is not a training run folder (no config.yaml)" if run.is_dir()
+                       else f"{run}: no such folder")  # fmt: skip
+    if args.text is None and args.labels is None:
+        raise CLIError("give --text SENTENCE ... or --labels INT ...")
+    if args.text is not None and args.labels is not None:
+        raise CLIError("give --text or --labels, not both")
+    if args.n < 1:
+        raise CLIError(f"-n must be a positive integer, got {args.n}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise CLIError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    _check_out_dir(out)
+    _user_modules_importable()  # modules named by --trust may live in the working folder
+
+    model = Net2Net.from_run(run, trust=args.trust or (), trust_config=args.trust_config)
+    source = model.source
+    text_module = sys.modules.get("net2net.experts.text")  # loaded when the run's source is a sentence encoder
+    is_text = text_module is not None and isinstance(source, text_module.SentenceEncoder)
+    kind = "labels" if isinstance(source, LabelEncoder) else "text" if is_text else "images"
+    if kind == "images":
+        raise CLIError(f"the source expert of {run} ({type(source).__name__}) reads images; `net2net translate` takes "
+                       "--text or --labels: translate images with the Python API, Net2Net.from_run(RUN).translate("
+                       "images, n) with images of shape (B, C, H, W) in [-1, 1]")  # fmt: skip
+    if kind == "text" and args.labels is not None:
+        raise CLIError(f"the source expert of {run} ({type(source).__name__}) reads text: use --text, not --labels")
+    if kind == "labels" and args.text is not None:
+        raise CLIError(f"the source expert of {run} reads class labels (0..{source.n_classes - 1}): use --labels")
+    if kind == "labels":
+        bad = [x for x in args.labels if not 0 <= x < source.n_classes]
+        if bad:
+            raise CLIError(f"--labels must lie in 0..{source.n_classes - 1} for this run, got {bad}")
+    inputs: object = list(args.text) if kind == "text" else torch.tensor(args.labels)
+    n_inputs = len(args.text if kind == "text" else args.labels)
+
     g = torch.Generator().manual_seed(args.seed)
-    images = model.translate(inputs, n=args.n, temperature=args.temperature, generator=g)  # (B, n, C, H, W)
-    out = Path(args.out)
+    first = model.translate(inputs, n=1, temperature=args.temperature, generator=g)  # (B, 1, C, H, W): the shape
+    image_bytes = first[0, 0].numel() * 4
+    # the images, the grid (scaled 2x: ~4.5x the images) and its PNG copy: about 6x the images
+    need = 6 * n_inputs * args.n * image_bytes
+    available = _available_memory()
+    if available is not None and need > available // 2:
+        most = max(1, available // 2 // (6 * n_inputs * image_bytes))
+        raise CLIError(f"-n {args.n} for {n_inputs} input(s) needs about {need / 2**30:.1f} GiB; "
+                       f"{available / 2**30:.1f} GiB are available: use -n {most} or less")  # fmt: skip
+    g.manual_seed(args.seed)
+    chunk = max(1, 512 // n_inputs)  # samples per input and call: bounds the decoder's working memory
+    images = torch.empty(n_inputs, args.n, *first.shape[2:])  # (B, n, C, H, W)
+    for i in range(0, args.n, chunk):
+        k = min(chunk, args.n - i)
+        images[:, i : i + k] = model.translate(inputs, n=k, temperature=args.temperature, generator=g)
     png = save_png(make_grid(images.flatten(0, 1), nrow=args.n, scale=2), out / "translations.png")
     atomic_save_safetensors({"images": images}, out / "translations.safetensors")
     print(json.dumps({"png": str(png), "tensors": str(out / "translations.safetensors"),
@@ -138,7 +222,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training.run import ConfigError, train_from_config
+    from .training.run import train_from_config
 
     configs = [a for a in args.items if "=" not in a]
     overrides = [a for a in args.items if "=" in a]
@@ -149,15 +233,15 @@ def _train(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"lightning.trainer.{key}={value}")
     if not configs:
-        print("net2net train: error: give at least one YAML config file before the key=value overrides", file=sys.stderr)
-        return 2
-    try:
-        log_dir = train_from_config(configs, overrides, log_dir=args.log_dir, resume=not args.no_resume)
-    except ConfigError as e:
-        if args.verbose:  # -v: the full traceback, for errors raised deep inside a constructor
-            raise
-        print(f"net2net train: config error: {e}", file=sys.stderr)
-        return 2
+        raise CLIError("give at least one YAML config file before the key=value overrides")
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise CLIError(f"--threads must be a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    _user_modules_importable()
+    log_dir = train_from_config(configs, overrides, log_dir=args.log_dir, resume=not args.no_resume)
     print(f"net2net train: done; outputs in {log_dir}")
     return 0
 
@@ -169,7 +253,7 @@ def _user_errors(handler):  # type: ignore[no-untyped-def]
         try:
             return handler(args)
         except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
-            if args.verbose:
+            if args.debug:
                 raise
             print(f"net2net {args.command}: error: {e}", file=sys.stderr)
             return 2
@@ -306,12 +390,33 @@ def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_export)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+    from .serve.runs import TABS, find_runs
+
+    try:
+        runs = find_runs(args.run_dirs)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"net2net serve: {e}", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536:
+        print(f"net2net serve: --port must be from 1 to 65535, got {args.port}", file=sys.stderr)
+        return 2
+    served = {r.tab for r in runs}
+    for tab, (title, command) in TABS.items():
+        where = ", ".join(str(r.path) for r in runs if r.tab == tab)
+        print(f"{title}: {where}" if tab in served else f"{title}: no run (make it with: {command})")
+    serve(host=args.host, port=args.port, runs=runs)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="net2net",
         description="Network-to-network translation with conditional invertible neural networks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser(
@@ -327,9 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-resume", action="store_true", help="start from step 0 even if a checkpoint exists")
     train.add_argument("--devices", default=None, help="devices per node, e.g. 2 or auto (lightning.trainer.devices)")
     train.add_argument("--strategy", default=None, help="e.g. ddp (CPU: gloo) or fsdp (lightning.trainer.strategy)")
-    train.add_argument("--precision", default=None, help="e.g. 32-true, bf16-mixed, 16-mixed")
+    train.add_argument("--precision", default=None,
+                       help="e.g. 32-true, bf16-mixed, 16-mixed, or auto (bf16-mixed where measured faster)")
     train.add_argument("--accelerator", default=None, help="cpu, gpu or auto")
     train.add_argument("--accumulate", type=int, default=None, help="gradient accumulation steps")
+    train.add_argument("--threads", type=int, default=None,
+                       help="PyTorch CPU threads (default: PyTorch's, one per core); 1 is often faster on a busy "
+                       "machine")  # fmt: skip
     train.set_defaults(func=_train)
     _add_embedding_commands(sub)
 
@@ -388,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--temperature", type=float, default=1.0, help="scale of v ~ N(0, T^2 I)")
     translate.add_argument("--seed", type=int, default=0)
     translate.add_argument("--out", default="outputs/translate", help="output folder (default: %(default)s)")
+    translate.add_argument("--trust", action="append", metavar="MODULE", default=None,
+                           help="a module outside net2net that the run's config may import (repeatable); a run "
+                           "folder's config is code, see docs/security.md")  # fmt: skip
+    translate.add_argument("--trust-config", action="store_true",
+                           help="import whatever the run's config names (only for runs you made or checked)")
     translate.set_defaults(func=_translate)
 
     evaluate = sub.add_parser(
@@ -404,6 +518,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.add_argument("--png", default=None, help="write a grid: 16 test images, reconstructions, prior samples")
     evaluate.set_defaults(func=_evaluate_autoencoder)
+
+    serve = sub.add_parser(
+        "serve",
+        help="the translations in a browser page: text -> image, exemplars, layer diagnosis, transfer, superres",
+        description="Serve a local web page (Gradio; pip install 'net2net[serve]') with a tab per translation: "
+        "text -> image (prompt, samples, temperature, seed), exemplar-guided synthesis, layer diagnosis, unpaired "
+        "transfer and super-resolution. With no RUN_DIR it uses the main job's run (net2net demo) and the runs of "
+        "net2net reproduce under ~/.cache/net2net/runs; a tab without a run names the command that makes it. "
+        "Works offline (no fonts, scripts or telemetry fetched).",
+    )
+    serve.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders to serve (default: those found)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind; warns unless loopback (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    serve.set_defaults(func=_serve)
 
     demo = sub.add_parser(
         "demo",
@@ -423,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="train again even if a trained model exists")
     demo.add_argument("--temperature", type=float, default=1.0,
                       help="text2image: sampling temperature of the PNG, v ~ N(0, T^2 I) (default: %(default)s)")
+    demo.add_argument("--precision", default=None, choices=["32", "bf16", "auto"],
+                      help="text2image: training precision; auto = bf16 mixed where bf16 products measure faster "
+                      "(default: float32)")
     demo.set_defaults(func=_demo)
     return parser
 
@@ -445,11 +577,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    steps = getattr(args, "steps", None)
-    if steps is not None and steps < 1:
-        print(f"net2net: error: --steps must be a positive integer, got {args.steps}", file=sys.stderr)
-        return 2
-    return args.func(args)
+    try:
+        steps = getattr(args, "steps", None)
+        if steps is not None and steps < 1:
+            raise CLIError(f"--steps must be a positive integer, got {args.steps}")
+        return args.func(args)
+    except Exception as e:
+        if args.debug:
+            raise
+        return _report_error(args.command, e)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"net2net {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPT
+
+
+def _report_error(command: str, err: Exception) -> int:
+    """One line on stderr for any error; the exit status."""
+    from .config import ConfigError
+    from .training.run import TrainingInterrupted
+
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    if isinstance(err, TrainingInterrupted):
+        print(f"net2net {command}: {text}", file=sys.stderr)
+        return EXIT_SIGTERM
+    if isinstance(err, ConfigError):
+        text = f"config error: {text}"
+    elif not isinstance(err, (CLIError, ValueError, TypeError, OSError, LookupError, RuntimeError)):
+        text = f"{type(err).__name__}: {text} (rerun with --debug for the traceback)"
+    print(f"net2net {command}: error: {text}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -13,15 +13,25 @@ arguments for it.
         cond_dim: 128
         n_blocks: 20
 
+A ``target`` is an import path, so a config is code: loading one imports the modules it names and calls
+what it names. A config the user passes (``net2net train CONFIG``) is the user's own code, like a Python file.
+A config that comes with someone else's run folder is not: :func:`trusted_modules` restricts every import
+made through :func:`get_obj_from_str` (and so :func:`instantiate_from_config`, at any depth) to ``net2net``
+and the modules the user allows; ``Net2Net.from_run`` and ``net2net translate`` load run folders this way
+(see docs/security.md).
+
 This module depends only on OmegaConf (and the YAML parser it ships with) and the standard library.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib
 import inspect
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Union
 
@@ -29,9 +39,92 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["load_config", "get_obj_from_str", "instantiate_from_config"]
+__all__ = [
+    "ConfigError",
+    "UntrustedTargetError",
+    "load_config",
+    "get_obj_from_str",
+    "instantiate",
+    "instantiate_from_config",
+    "nearest",
+    "trusted_modules",
+]
 
 PathLike = Union[str, os.PathLike[str]]  # a file path
+
+
+class ConfigError(ValueError):
+    """A configuration cannot be loaded or instantiated; the message names the config key."""
+
+
+class UntrustedTargetError(ConfigError):
+    """A config names an import path outside ``net2net`` and the modules the user trusts."""
+
+
+# None: every import path is allowed (a config the user wrote); a tuple: only net2net and these module prefixes
+_TRUSTED: ContextVar[tuple[str, ...] | None] = ContextVar("net2net_trusted_modules", default=None)
+PACKAGE = "net2net"
+
+
+def _within(name: str, prefixes: Iterable[str]) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in prefixes)
+
+
+@contextlib.contextmanager
+def trusted_modules(allow: Iterable[str] = ()) -> Iterator[tuple[str, ...]]:
+    r"""Within the block, import paths of configs may only name ``net2net`` and the modules in ``allow``.
+
+    Every import made through :func:`get_obj_from_str` checks the policy *before* importing anything: the
+    path must lie in ``net2net`` or an allowed module (``"mypkg"`` allows ``mypkg.models.Expert``), and the
+    object it reaches must be defined there too (so ``net2net.config.os.system`` is refused). This is how a
+    run folder made by someone else is loaded (``Net2Net.from_run``, ``net2net translate``).
+
+    Arguments:
+        allow: module names the user trusts besides ``net2net``.
+
+    Example:
+        >>> with trusted_modules():
+        ...     get_obj_from_str("os.system")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        net2net.config.UntrustedTargetError: refusing to import 'os.system': ...
+    """
+    allowed = tuple(allow)
+    for m in allowed:
+        if not isinstance(m, str) or not m or any(not part.isidentifier() for part in m.split(".")):
+            raise ValueError(f"trusted module names must be dotted Python module names, got {m!r}")
+    token = _TRUSTED.set((PACKAGE, *allowed))
+    try:
+        yield (PACKAGE, *allowed)
+    finally:
+        _TRUSTED.reset(token)
+
+
+def _check_trusted(name: str, obj: Any = None) -> None:
+    allowed = _TRUSTED.get()
+    if allowed is None:
+        return
+    hint = (
+        "a run folder's config is code: allow a module you trust with --trust MODULE (trust=[...] in "
+        "Net2Net.from_run), or everything with trust_config=True"
+    )
+    if not _within(name, allowed):
+        raise UntrustedTargetError(
+            f"refusing to import {name!r}: it is outside {', '.join(allowed)} ({hint})"
+        )
+    if obj is not None:
+        module = getattr(obj, "__name__", None) if inspect.ismodule(obj) else getattr(obj, "__module__", None)
+        if not isinstance(module, str) or not _within(module, allowed):
+            raise UntrustedTargetError(
+                f"refusing {name!r}: it resolves to an object of module {module!r}, outside {', '.join(allowed)} "
+                f"({hint})"
+            )
+
+
+def nearest(name: str, candidates: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest candidate to a misspelt ``name``, else ``""``."""
+    match = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def _load_one(path: PathLike) -> DictConfig:
@@ -133,6 +226,8 @@ def get_obj_from_str(name: str) -> Any:
     Raises:
         ValueError: If the path is malformed, its top-level module does not exist or an attribute
             is missing.
+        UntrustedTargetError: Inside :func:`trusted_modules`, if the path or the object it reaches lies
+            outside the trusted modules (checked before importing).
 
     Example:
         >>> get_obj_from_str("fractions.Fraction")(3, 6)
@@ -143,6 +238,7 @@ def get_obj_from_str(name: str) -> Any:
     parts = name.split(".")
     if len(parts) < 2 or any(not part for part in parts):
         raise ValueError(f"malformed import path {name!r}: expected 'package.module.attr'")
+    _check_trusted(name)  # before importing anything
 
     module = None
     for i in range(len(parts) - 1, 0, -1):
@@ -165,6 +261,7 @@ def get_obj_from_str(name: str) -> Any:
             owner = ".".join(parts[:j])
             kind = "module" if inspect.ismodule(obj) else "object"
             raise ValueError(f"cannot import {name!r}: {kind} {owner!r} has no attribute {parts[j]!r}") from None
+    _check_trusted(name, obj)
     return obj
 
 
@@ -203,7 +300,7 @@ def _bind_problem(sig: inspect.Signature, kwargs: Mapping[str, Any], err: TypeEr
     if not any(p.kind is p.VAR_KEYWORD for p in params):
         unexpected = [k for k in kwargs if k not in keywords]
         if unexpected:
-            problems.append("unexpected parameter(s) " + ", ".join(repr(k) for k in unexpected))
+            problems.append("unexpected parameter(s) " + ", ".join(repr(k) + nearest(k, keywords) for k in unexpected))
     missing = [
         p.name
         for p in params
@@ -214,17 +311,55 @@ def _bind_problem(sig: inspect.Signature, kwargs: Mapping[str, Any], err: TypeEr
     return "; ".join(problems) if problems else str(err)
 
 
+_MAPPING_WORDS = ("Mapping", "MutableMapping", "dict", "Dict", "DictConfig", "Any")
+
+
+def _takes_block(sig: inspect.Signature | None, name: str) -> bool:
+    """Whether the callee declares parameter ``name`` as taking a config mapping (it instantiates it itself)."""
+    if sig is None or name not in sig.parameters:
+        return True  # **kwargs or no signature: pass blocks on as they are (the CompVis convention)
+    annotation = sig.parameters[name].annotation
+    if annotation is inspect.Parameter.empty or name.endswith("_config"):
+        return True
+    return _admits_mapping(annotation if isinstance(annotation, str) else repr(annotation))
+
+
+def _admits_mapping(text: str) -> bool:
+    """Whether a type annotation's text has a mapping (or ``Any``) among its top-level union members."""
+    members, depth, start = [], 0, 0  # "A | B[C, D] | None" or the arguments of Union[...] / Optional[...]
+    for i, ch in enumerate(text + "|"):
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch in "|," and depth == 0:
+            members.append(text[start:i].strip())
+            start = i + 1
+    for member in members:
+        head = member.split("[")[0].split(".")[-1]  # "typing.Mapping[str, Any]" -> "Mapping"
+        if head in ("Optional", "Union") and "[" in member:
+            if _admits_mapping(member[member.index("[") + 1 : member.rindex("]")]):
+                return True
+        elif head in _MAPPING_WORDS:
+            return True
+    return False
+
+
+def _is_block(value: Any) -> bool:
+    return isinstance(value, Mapping) and "target" in value and set(value) <= {"target", "params"}
+
+
 def instantiate_from_config(config: Mapping[str, Any], key: str = "<root>") -> Any:
     r"""Instantiates the object described by a ``target``/``params`` block.
 
     Calls ``get_obj_from_str(config["target"])(**config["params"])`` (``params`` may be absent or
     null). DictConfig parameters are converted to plain containers with interpolations resolved,
     so the callee receives dicts and lists, not OmegaConf objects. Other keys next to ``target``
-    and ``params`` are ignored.
+    and ``params`` are errors (a misspelt ``parms`` would otherwise be ignored).
 
-    Nested blocks such as ``first_stage_config`` inside ``params`` are *not* instantiated here:
-    as in the CompVis code, the callee receives them as dicts and calls
-    :func:`instantiate_from_config` on them itself (passing a ``key`` gives better errors).
+    Nested blocks (a mapping with only ``target`` and ``params``) given for a parameter that the callee
+    declares with a type that is not a mapping, e.g. ``LayerExpert(model: nn.Module)`` with
+    ``model: {target: ..., params: ...}``, are instantiated first, recursively. Blocks for parameters named
+    ``*_config``, declared as a ``Mapping``/``dict``/``Any`` or not annotated are passed on as dicts: as in the
+    CompVis code, such a callee calls :func:`instantiate_from_config` on them itself.
 
     Arguments:
         config: A mapping (dict or DictConfig) with a ``target`` and optional ``params``.
@@ -248,11 +383,19 @@ def instantiate_from_config(config: Mapping[str, Any], key: str = "<root>") -> A
     if "target" not in config:
         found = ", ".join(repr(k) for k in config) or "none"
         raise ValueError(f"{key}: expected a 'target' key naming a class or function to instantiate (keys: {found})")
+    stray = [k for k in config if k not in ("target", "params")]
+    if stray:
+        raise ValueError(
+            f"{key}: unknown key(s) " + ", ".join(f"{k!r}{nearest(k, ('target', 'params'))}" for k in stray)
+            + " next to 'target'; a block has only 'target' and 'params'"
+        )
     target = config["target"]
     if not isinstance(target, str) or not target:
         raise ValueError(f"{key}: 'target' must be a non-empty import path string, got {target!r}")
     try:
         obj = get_obj_from_str(target)
+    except UntrustedTargetError as e:
+        raise UntrustedTargetError(f"{key}: {e}") from None
     except ValueError as e:
         raise ValueError(f"{key}: unknown target {target!r}: {e}") from e
     if not callable(obj):
@@ -278,6 +421,9 @@ def instantiate_from_config(config: Mapping[str, Any], key: str = "<root>") -> A
         except TypeError as e:
             problem = _bind_problem(sig, kwargs, e)
             raise TypeError(f"{key}: invalid params for target {target!r}: {problem}{accepted}") from None
+    for name, value in kwargs.items():
+        if _is_block(value) and not _takes_block(sig, name):
+            kwargs[name] = instantiate_from_config(value, key=f"{key}.params.{name}")
     try:
         return obj(**kwargs)
     except TypeError as e:
@@ -286,3 +432,23 @@ def instantiate_from_config(config: Mapping[str, Any], key: str = "<root>") -> A
         if hasattr(e, "add_note"):  # Python >= 3.11
             e.add_note(f"while instantiating {key} (target {target!r})")
         raise
+
+
+def instantiate(config: Any, key: str) -> Any:
+    """:func:`instantiate_from_config` with every construction error turned into a :class:`ConfigError` that
+    names ``key`` (errors raised while the object runs later are not touched).
+
+    Example:
+        >>> instantiate({"target": "torch.nn.Linear", "params": {"in_features": 3, "out_feature": 2}}, "model")
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        net2net.config.ConfigError: model: invalid params for target 'torch.nn.Linear': unexpected parameter(s) ...
+    """
+    try:
+        return instantiate_from_config(config, key=key)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, FileNotFoundError, ImportError, KeyError, OmegaConfBaseException) as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(key) else f"{key}: {msg}") from e

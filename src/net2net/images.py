@@ -1,19 +1,19 @@
-"""Image grids and atomic PNG / safetensors writing (nothing a user made is half-written)."""
+"""Image grids and atomic PNG writing (file helpers: :mod:`net2net.io`)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 from torch import Tensor
 
-__all__ = ["make_grid", "save_png", "atomic_save_safetensors", "atomic_path"]
+# atomic_path / atomic_save_safetensors lived here before net2net.io; importable from here for old code
+from .io import atomic_path, atomic_save_safetensors  # noqa: F401
+
+__all__ = ["make_grid", "save_png", "to_pil"]
 
 
 def make_grid(images: Tensor, nrow: int, padding: int = 2, scale: int = 1, pad_value: float = 1.0) -> Tensor:
@@ -44,46 +44,19 @@ def make_grid(images: Tensor, nrow: int, padding: int = 2, scale: int = 1, pad_v
     return grid
 
 
-class atomic_path:
-    """Context manager yielding a temporary path that replaces ``path`` only if the block succeeds."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        self._mode = 0o666 & ~umask
-        os.chmod(tmp, self._mode)  # mkstemp makes owner-only files; give the usual permissions
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            # again here: a writer may have replaced the temporary file (safetensors writes a new one)
-            os.chmod(self.tmp, self._mode)
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+def to_pil(image: Tensor) -> Image.Image:
+    """A ``(C, H, W)`` image in [-1, 1] (C = 1 or 3) as an 8-bit PIL image (mode ``L`` or ``RGB``)."""
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"expected an image (1 or 3, H, W), got {tuple(image.shape)}")
+    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    arr_np = arr.permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+    return Image.fromarray(arr_np[..., 0] if arr_np.shape[2] == 1 else np.ascontiguousarray(arr_np))
 
 
 def save_png(image: Tensor, path: str | os.PathLike[str]) -> Path:
     """Write a ``(C, H, W)`` image in [-1, 1] (C = 1 or 3) as PNG, atomically."""
-    if image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"save_png: expected (1 or 3, H, W), got {tuple(image.shape)}")
-    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    arr_np = arr.permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
-    pil = Image.fromarray(arr_np[..., 0] if arr_np.shape[2] == 1 else np.ascontiguousarray(arr_np))
+    pil = to_pil(image)
     with atomic_path(path) as tmp:
         pil.save(tmp, format="PNG")
     return Path(path)
 
-
-def atomic_save_safetensors(tensors: Mapping[str, Tensor], path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
-    """``safetensors.torch.save_file`` through a temporary file and an atomic rename."""
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    return Path(path)

@@ -25,14 +25,14 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import instantiate_from_config
 from ..data import Digits
 from ..flows import ConditionalINN, nll
-from ..images import atomic_path, atomic_save_safetensors, make_grid, save_png
+from ..images import make_grid, save_png
+from ..io import atomic_path, atomic_save_safetensors, load_safetensors
 from ..training.cinn import CINNModule
 
 __all__ = ["DemoSettings", "LabelToDigits", "run_demo"]
@@ -191,7 +191,7 @@ def run_demo(out_dir: str | Path = "outputs/demo", cache_dir: str | Path | None 
     if weights.exists() and not retrain:
         log.info("reusing trained cINN from %s", weights)
         tau = instantiate_from_config(_flow_config(s))
-        tau.load_state_dict(load_file(str(weights)))
+        tau.load_state_dict(load_safetensors(weights, "the demo's trained cINN", "run the demo with --retrain"))
         trained = False
     else:
         log.info("training the cINN for %d steps (weights will be cached in %s)", s.steps, weights)

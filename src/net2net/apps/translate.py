@@ -19,24 +19,31 @@ Without a source expert, ``x`` *is* ``z_src`` (raw embeddings, ``(B, D_src)``); 
 - ``sample(x, n)``: ``n`` codes ``z_tgt ~ p(z_tgt | z_src)`` per input, ``(B, n, D_tgt)`` (raw embeddings);
 - ``log_prob(y, x)``: ``log p(z_tgt | z_src)`` in nats, ``(B,)``; with a standardisation, in the raw space
   (its log-determinant included), so scores of different runs on the same data compare.
+A run folder may come from someone else, and its config is code (import paths): ``from_run`` imports
+nothing outside ``net2net`` unless told which modules to trust (``trust=[...]``) or to trust the whole config
+(``trust_config=True``); see docs/security.md. Runs of :class:`~net2net.training.translator.TranslatorModule` hold any
+translator in ``translator.safetensors``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor, nn
 
-from ..config import instantiate_from_config
+from ..config import instantiate, trusted_modules
 from ..data.embeddings import Standardization
 from ..flows import ConditionalINN
-from ..training.cinn import load_cinn
-from ..training.fit import resolve_run_paths
+from ..translators import Translator, load_translator
 
 __all__ = ["Net2Net"]
 
@@ -48,7 +55,8 @@ class Net2Net(nn.Module):
         source: ``encode(x) -> z_src`` (images, labels, captions, ...); ``None``: inputs are ``z_src`` themselves.
         target: ``decode(z) -> images`` and, for ``residual``/``recombine``, ``encode``/``encode_dist``; ``None``:
             targets are ``z_tgt`` embeddings.
-        tau: the trained :class:`net2net.flows.ConditionalINN`.
+        tau: the trained :class:`net2net.flows.ConditionalINN`, or any :class:`net2net.translators.Translator`
+            (the deterministic MLP has no residual, so ``residual``/``recombine`` raise ``MissingCapability``).
         standardization: per-dimension standardisation τ was trained under (fit runs); applied inside.
 
     Example:
@@ -61,7 +69,7 @@ class Net2Net(nn.Module):
     """
 
     def __init__(
-        self, source: Any, target: Any, tau: ConditionalINN, standardization: Standardization | None = None
+        self, source: Any, target: Any, tau: ConditionalINN | Translator, standardization: Standardization | None = None
     ) -> None:
         super().__init__()
         self.source, self.target, self.tau = source, target, tau.eval()
@@ -69,22 +77,60 @@ class Net2Net(nn.Module):
         self.standardization = standardization
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str], cinn_file: str = "cinn.safetensors") -> Net2Net:
-        """Rebuild from a finished training run (or an exported one): experts from ``config.yaml``'s
-        ``data.params.source/target`` blocks, none for a ``net2net fit`` run (its standardisation instead)."""
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike[str],
+        cinn_file: str = "cinn.safetensors",
+        *,
+        trust: Sequence[str] = (),
+        trust_config: bool = False,
+    ) -> Net2Net:
+        """Rebuild from a finished training run: experts from ``config.yaml``'s ``data.params.source/target``.
+
+        Arguments:
+            run_dir: the run folder (``config.yaml`` and ``cinn_file``).
+            cinn_file: τ's weights in the folder (read as data only, see :func:`net2net.training.cinn.load_cinn`).
+            trust: modules besides ``net2net`` that the config may import (e.g. ``["mypkg"]`` for
+                ``mypkg.experts.MyExpert``), like ``trust_remote_code`` in the Hugging Face libraries.
+            trust_config: import whatever the config names (only for run folders you made or checked).
+
+        Raises:
+            FileNotFoundError: ``run_dir`` has no ``config.yaml`` or no ``cinn_file``.
+            net2net.config.UntrustedTargetError: the config names a module outside ``net2net`` and ``trust``.
+            net2net.config.ConfigError: the config is not a translation run's, or an expert cannot be built.
+            ValueError: the weights file is corrupt or does not fit.
+        """
         run = Path(run_dir)
         cfg_file = run / "config.yaml"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{run} is not a training run folder (no config.yaml)")
-        cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
-        params = resolve_run_paths((cfg.get("data") or {}).get("params") or {}, run)  # type: ignore[union-attr]
-        tau = load_cinn(run / cinn_file)
-        if (run / "standardization.safetensors").is_file():
+        weights = run / cinn_file
+        if not weights.is_file() and not (run / "translator.safetensors").is_file():
+            raise FileNotFoundError(f"{run} has no {cinn_file}: the run has not finished (train it to the end)")
+        try:
+            cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
+        except (yaml.YAMLError, OmegaConfBaseException, OSError) as e:
+            raise ValueError(f"{cfg_file}: cannot read the run's config: {str(e).splitlines()[0]}") from e
+        from ..training.cinn import load_cinn
+        from ..training.fit import resolve_run_paths
+
+        data = cfg.get("data") if isinstance(cfg, dict) else None
+        params = (data.get("params") if isinstance(data, dict) else None) or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"{cfg_file}: data.params is not a mapping (not a translation run)")
+        params = resolve_run_paths(params, run)
+        if not weights.is_file() and (run / "translator.safetensors").is_file():
+            tau: ConditionalINN | Translator = load_translator(run / "translator.safetensors")
+        else:
+            tau = load_cinn(weights)
+        if (run / "standardization.safetensors").is_file():  # a net2net fit run: no experts
             return cls(None, None, tau, Standardization.load(run / "standardization.safetensors"))
         if not isinstance(params.get("source"), dict) or not isinstance(params.get("target"), dict):
             raise ValueError(f"{cfg_file}: data.params has no source/target expert blocks (not a translation run)")
-        source = instantiate_from_config(params["source"], key="data.params.source")
-        target = instantiate_from_config(params["target"], key="data.params.target")
+        policy = contextlib.nullcontext() if trust_config else trusted_modules(trust)
+        with policy:
+            source = instantiate(params["source"], f"{cfg_file}: data.params.source")
+            target = instantiate(params["target"], f"{cfg_file}: data.params.target")
         return cls(source, target, tau)
 
     # -- codes -----------------------------------------------------------------------------------------

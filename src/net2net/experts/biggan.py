@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..autoencoder.encoder import DiagonalGaussian
-from ..images import atomic_path, atomic_save_safetensors
+from ..io import atomic_path, atomic_save_safetensors
 from .base import describe_state_mismatch
 
 __all__ = [

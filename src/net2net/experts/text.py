@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,17 @@ class SentenceEncoder(FrozenExpert):
                 )
         return out
 
+    def _warn_truncated(self, batch: list[str]) -> None:
+        """Warn about sentences longer than the model reads (sentence-transformers truncates them silently)."""
+        limit = self.model.max_seq_length
+        lengths = [len(ids) for ids in self.model.tokenizer(batch, add_special_tokens=True)["input_ids"]]
+        long = [(s, n) for s, n in zip(batch, lengths) if n > limit]
+        if long:
+            s, n = long[0]
+            warnings.warn(f"SentenceEncoder: {len(long)} sentence(s) longer than the {limit} word pieces the model "
+                          f"reads are truncated (e.g. {n} word pieces: {s[:60]!r}...)",
+                          UserWarning, stacklevel=3)  # fmt: skip
+
     def encode(self, sentences: str | Sequence[str]) -> Tensor:
         """Embeddings ``(B, dim)`` (float32, on the model's device) of ``B`` sentences (a single str: ``B = 1``).
 
@@ -157,6 +169,7 @@ class SentenceEncoder(FrozenExpert):
             ValueError: for an empty sequence.
         """
         batch = self._sentences(sentences)
+        self._warn_truncated(batch)
         emb = self.model.encode(
             batch,
             batch_size=self.batch_size,

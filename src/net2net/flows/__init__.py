@@ -9,6 +9,7 @@ from .coupling import ConditionalAffineCoupling, ScaleShiftMLP
 from .embedder import ConvEmbedder, DenseEmbedder
 from .layers import ActNorm, FixedPermutation
 from .loss import NLL, nll
+from .precision import precision_context, resolve_precision
 
 __all__ = [
     "ActNorm",
@@ -24,4 +25,6 @@ __all__ = [
     "UnconditionalFlow",
     "build_blocks",
     "nll",
+    "precision_context",
+    "resolve_precision",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -42,8 +44,8 @@ class _FlowMixin(nn.Module):
             raise TypeError(f"{name}: expected dtype {expected} (the model's), got {x.dtype}; use .to({expected})")
 
     def _sample_v(self, n: int, temperature: float, generator: torch.Generator | None, like: Tensor) -> Tensor:
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be non-negative, got {temperature}")
+        if not (temperature >= 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be a finite non-negative number, got {temperature}")
         v = torch.randn(n, self.dim, generator=generator, dtype=like.dtype, device=like.device)
         return v * temperature
 
@@ -98,6 +100,26 @@ class ConditionalINN(_FlowMixin):
             embedding_dim, cond_dim, cond_shape, embedder_hidden_dim or hidden_dim, embedder_depth
         )
         self.flow = build_blocks(dim, embedding_dim, n_blocks, hidden_dim, hidden_depth, alpha, seed)
+        self._params: dict[str, Any] = {
+            "dim": dim, "n_blocks": n_blocks, "hidden_dim": hidden_dim, "hidden_depth": hidden_depth,
+            "embedding_dim": embedding_dim, "alpha": alpha, "embedder_hidden_dim": embedder_hidden_dim,
+            "embedder_depth": embedder_depth, "seed": seed,
+        }  # fmt: skip
+        if cond_shape is not None:
+            self._params["cond_shape"] = [int(n) for n in self.cond_shape]
+        else:
+            self._params["cond_dim"] = int(self.cond_shape[0])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this network (plain JSON values; what ``save_cinn`` stores).
+
+        Example:
+            >>> tau = ConditionalINN(dim=4, cond_dim=3, n_blocks=1, hidden_dim=8, embedding_dim=2)
+            >>> ConditionalINN(**tau.config).config == tau.config
+            True
+        """
+        return dict(self._params)
 
     def _check_pair(self, z: Tensor, z_src: Tensor, name: str) -> None:
         check_flat(z, self.dim, name)

@@ -9,7 +9,8 @@ Available (one module each, ``run_<name>(out_dir, quick, ...)``):
 - ``exemplar``: classifier logits / argmax -> autoencoder, label-to-image and exemplar-guided synthesis (Fig. S5, S6);
 - ``unpaired``: domain label -> the autoencoder of MNIST ∪ Fashion-MNIST ∪ 8x8 digits, transfer (Sec. D, Fig. S2, S3);
 - ``disentangle``: Θ∘d -> Θ, shape and appearance without labels (Sec. C, Fig. S1);
-- ``inpaint``: EfficientNet-Lite0 features of a masked image -> autoencoder (the talk's experiment 3).
+- ``inpaint``: EfficientNet-Lite0 features of a masked image -> autoencoder (the talk's experiment 3);
+- ``translators``: the cINN against the MLP, a spline flow, flow matching and linear-Gaussian on three tasks.
 
 ``--quick`` runs smaller versions; ``all`` runs every experiment in turn and writes the compute report.
 """
@@ -37,7 +38,8 @@ def _lazy(name: str) -> Callable[[Path, bool], dict[str, Any]]:
 
 # in the order of the issue; "all" runs them in this order (exemplar reuses diagnosis's last-layer cINN)
 EXPERIMENTS: dict[str, Callable[[Path, bool], dict[str, Any]]] = {
-    name: _lazy(name) for name in ("diagnosis", "text2image", "superres", "exemplar", "unpaired", "disentangle", "inpaint")
+    name: _lazy(name)
+    for name in ("diagnosis", "text2image", "superres", "exemplar", "unpaired", "disentangle", "inpaint", "translators")
 }
 
 
@@ -70,7 +72,7 @@ def reproduce(name: str, out_dir: str | Path = "docs/results", quick: bool = Fal
 
 def write_compute_page(out: Path, runs: list[Path], seconds: dict[str, float], quick: bool) -> Path:
     """``<out>/compute.md``: wall time per experiment and the compute table of the training runs with a record."""
-    from ..images import atomic_path
+    from ..io import atomic_path
     from ..training.compute import RECORD_NAME, compute_table
 
     recorded = [r for r in runs if (r / RECORD_NAME).is_file()]

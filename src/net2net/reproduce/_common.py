@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from ..data.latent_cache import default_cache_dir
-from ..images import atomic_path, make_grid, save_png
+from ..images import make_grid, save_png
+from ..io import atomic_path
 
 __all__ = [
     "AUTOENCODER",

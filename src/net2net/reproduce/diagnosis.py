@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from ..data import FashionMNIST, Subset
-from ..images import atomic_path, make_grid
+from ..images import make_grid
+from ..io import atomic_path
 from ..metrics import domain_fid, fit_unconditional_flow, heldout_nll, information_estimate, mean_pairwise_distance
 from ._common import (
     AUTOENCODER,

@@ -15,7 +15,7 @@ import torch
 
 from ..data import FASHION_MNIST_CAPTIONS, FashionMNIST
 from ..data.captions import HELD_OUT_ORIGINAL
-from ..images import atomic_path
+from ..io import atomic_path
 from ..metrics import domain_fid
 
 __all__ = ["run_text2image"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -14,18 +15,17 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from safetensors import safe_open
-from safetensors.torch import load_file
-
-from ..config import instantiate_from_config
+from ..config import instantiate_from_config, nearest
 from ..flows import ConditionalINN, nll
 from ..flows.layers import actnorm_ready
-from ..images import atomic_save_safetensors
+from ..io import atomic_save_safetensors, load_safetensors, read_safetensors_metadata, read_safetensors_shapes
 from .optim import FlowOptimConfig, make_optimizer
 
-__all__ = ["CINN_FORMAT", "CINNModule", "load_cinn", "save_cinn"]
+__all__ = ["CINN_FORMAT", "CINNModule", "cinn_params_from_metadata", "load_cinn", "save_cinn"]
 
-CINN_FORMAT = "net2net.ConditionalINN/1"  # the "format" metadata entry of cinn.safetensors
+CINN_FORMAT = "net2net.ConditionalINN/2"  # the "format" metadata entry of cinn.safetensors; "config": its arguments
+_CINN_FORMAT_V1 = "net2net.ConditionalINN/1"  # older files: "flow_config", a target/params block (still read)
+_CINN_TARGETS = ("net2net.flows.ConditionalINN", "net2net.flows.cinn.ConditionalINN")
 
 
 class CINNModule(L.LightningModule):
@@ -44,11 +44,15 @@ class CINNModule(L.LightningModule):
     def __init__(self, flow_config: Mapping[str, Any], optim: Mapping[str, Any] | None = None, batch_size: int = 25):
         super().__init__()
         self.save_hyperparameters()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"model.params.batch_size: expected a positive int, got {batch_size!r}")
         self.tau: ConditionalINN = instantiate_from_config(flow_config, key="model.params.flow_config")
         known = {f.name for f in fields(FlowOptimConfig)}
         unknown = set(optim or {}) - known
         if unknown:
-            raise ValueError(f"model.params.optim: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+            hint = nearest(sorted(unknown)[0], known)
+            raise ValueError(f"model.params.optim: unknown keys {sorted(unknown)}{hint}; "
+                             f"expected some of {sorted(known)}")
         self.optim_cfg = FlowOptimConfig(**dict(optim or {}))
         if isinstance(self.optim_cfg.betas, list):
             self.optim_cfg.betas = tuple(self.optim_cfg.betas)  # type: ignore[assignment]
@@ -127,36 +131,86 @@ class CINNModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def save_cinn(tau: ConditionalINN, flow_config: Mapping[str, Any], path: str | os.PathLike[str],
-              metadata: Mapping[str, str] | None = None) -> Path:  # fmt: skip
-    """Write τ's weights and buffers (ActNorm state included) to a safetensors file, atomically, with the
-    ``target``/``params`` block that builds it in the metadata."""
-    meta = {"format": CINN_FORMAT, "flow_config": json.dumps(_plain(flow_config)), **dict(metadata or {})}
+def save_cinn(tau: ConditionalINN, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> Path:
+    """Write τ's weights and buffers (ActNorm state included) to a safetensors file, atomically, with the constructor
+    arguments that rebuild it (:attr:`ConditionalINN.config`) in the metadata: numbers, never an import path."""
+    if type(tau) is not ConditionalINN:  # a subclass would be rebuilt as the base class
+        raise TypeError(f"save_cinn: expected a ConditionalINN, got {type(tau).__name__}")
+    if isinstance(path, Mapping):
+        raise TypeError("save_cinn(tau, path, metadata): the flow config is no longer passed, the model carries it "
+                        "(tau.config)")  # fmt: skip
+    meta = {**dict(metadata or {}), "format": CINN_FORMAT, "config": json.dumps(tau.config)}
     return atomic_save_safetensors(tau.state_dict(), path, metadata=meta)
 
 
-def _plain(cfg: Any) -> Any:
-    return json.loads(json.dumps(cfg, default=lambda o: dict(o) if isinstance(o, Mapping) else list(o)))
+def _json_number_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+def cinn_params_from_metadata(meta: Mapping[str, str], path: Path) -> dict[str, Any]:
+    """The constructor arguments of the cINN in a file's metadata, checked against :class:`ConditionalINN`'s
+    signature: known names only, numbers (or lists of ints, or null) only. Files of format 1 name the class in a
+    ``flow_config`` ``target``; only ConditionalINN itself is accepted, nothing is imported."""
+    fmt = meta.get("format")
+    try:
+        if fmt == CINN_FORMAT:
+            params = json.loads(meta["config"])
+        elif fmt == _CINN_FORMAT_V1:
+            block = json.loads(meta["flow_config"])
+            if not isinstance(block, dict) or block.get("target") not in _CINN_TARGETS:
+                target = block.get("target") if isinstance(block, dict) else block
+                raise ValueError(f"{path}: flow_config names {target!r}; a cINN file may only describe "
+                                 "net2net.flows.ConditionalINN (nothing else is imported from a weights file)")
+            params = block.get("params") or {}
+        else:
+            raise ValueError(f"{path}: format {fmt!r}, expected {CINN_FORMAT!r} (a file from save_cinn)")
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: the {fmt!r} metadata is incomplete or not JSON ({e})") from e
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: the cINN config must be a JSON object, got {type(params).__name__}")
+    known = inspect.signature(ConditionalINN).parameters
+    for name, value in params.items():
+        if name not in known:
+            raise ValueError(f"{path}: unknown cINN field {name!r}; known: {', '.join(known)}")
+        scalar = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                   and math.isfinite(value))  # fmt: skip
+        if not (scalar or _json_number_list(value)):
+            raise ValueError(f"{path}: cINN field {name!r} must be a finite number, a list of ints or null, "
+                             f"got {value!r}")
+    return params
 
 
 def load_cinn(path: str | os.PathLike[str]) -> ConditionalINN:
-    """Rebuild a cINN written by :func:`save_cinn` (no unpickling: safetensors and JSON only), in eval mode."""
+    """Rebuild a cINN written by :func:`save_cinn`, in eval mode.
+
+    Safe on untrusted files: safetensors holds only tensors and strings, the metadata is read as JSON and checked
+    against a schema of known fields (:func:`cinn_params_from_metadata`), and the network is built directly
+    (no import path from the file is ever imported or called).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is truncated or corrupt, not a cINN file, or its config or weights do not fit.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no cINN weights at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != CINN_FORMAT:
-        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {CINN_FORMAT!r} (a file from save_cinn)")
-    flow_config = json.loads(meta["flow_config"])
-    tau = instantiate_from_config(flow_config, key=f"{path}:flow_config")
-    state = load_file(str(path))
+    fix = "retrain the run or copy the file again"
+    meta = read_safetensors_metadata(path, "the cINN weights", fix)
+    params = cinn_params_from_metadata(meta, path)
+    shapes = read_safetensors_shapes(path, "the cINN weights", fix)
+    # bound the sizes by what the file holds before building anything (a header could ask for a 10^12-wide net)
+    largest = max((math.prod(s) for s in shapes.values()), default=0)
+    for name, value in params.items():
+        values = value if isinstance(value, list) else [value]
+        limit = len(shapes) if name.endswith(("blocks", "depth")) else largest
+        if name not in ("alpha", "seed") and any(isinstance(v, int) and not 0 <= v <= max(limit, 1) for v in values):
+            raise ValueError(f"{path}: cINN field {name}={value!r} does not fit the {len(shapes)} tensors in the file")
     try:
-        missing, unexpected = tau.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # a tensor of the wrong size (strict=False only tolerates missing/extra keys)
-        raise ValueError(f"{path}: the weights do not fit the flow of its flow_config: {e}") from e
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: the weights do not fit the flow of its flow_config: missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
+        with torch.device("meta"):  # shapes only, no memory
+            expected = {k: tuple(v.shape) for k, v in ConditionalINN(**params).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: its cINN config does not build a network: {e}") from e
+    if expected != shapes:
+        diff = sorted(set(expected) ^ set(shapes)) or [k for k in expected if expected[k] != shapes[k]]
+        raise ValueError(f"{path}: the weights do not fit the cINN of its config (first differences: {diff[:3]})")
+    tau = ConditionalINN(**params)
+    tau.load_state_dict(load_safetensors(path, "the cINN weights", fix), strict=True)
     return tau.eval()

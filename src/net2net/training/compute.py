@@ -53,7 +53,7 @@ from typing import Any
 
 import lightning as L
 
-from ..images import atomic_path
+from ..io import atomic_path
 
 __all__ = ["RECORD_NAME", "ComputeTracker", "compute_table", "find_compute_records", "power_meters"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -30,118 +30,20 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..config import instantiate_from_config
-from ..flows.embedder import build_embedder
 from ..flows.layers import actnorm_ready
 from ..flows.base import check_flat, check_tensor
-from ..images import atomic_save_safetensors
+from ..io import atomic_save_safetensors
+from ..translators.mlp import MLPTranslator
 from .optim import FlowOptimConfig, make_optimizer
+from .precision import clip_grad_norm
 
 __all__ = ["MLP_FORMAT", "MLPTranslator", "MLPTranslatorModule", "load_mlp", "save_mlp"]
 
 MLP_FORMAT = "net2net.MLPTranslator/1"  # the "format" metadata entry of files written by save_mlp
 _TARGET = f"{__name__}.MLPTranslator"
-LRELU_SLOPE = 0.01
-
-
-class MLPTranslator(nn.Module):
-    """Deterministic translator ``z_tgt = f(H(z_src))``: embedder H, then an MLP head.
-
-    The head is ``Linear(embedding_dim -> hidden), LReLU, (depth - 1) x [Linear(hidden -> hidden), LReLU],
-    Linear(hidden -> dim)``; H is :class:`~net2net.flows.DenseEmbedder` for a flat condition (``cond_dim``) or
-    :class:`~net2net.flows.ConvEmbedder` for a spatial one (``cond_shape``), as in
-    :class:`~net2net.flows.ConditionalINN`.
-
-    Arguments:
-        dim: features of ``z_tgt``.
-        cond_dim: features of a flat ``z_src``; give this or ``cond_shape``.
-        hidden_dim: width of the head (and, by default, of the dense embedder).
-        depth: hidden layers of the head (at least 1).
-        embedding_dim: features of ``h = H(z_src)``.
-        cond_shape: ``(C, H, W)`` of a spatial ``z_src``.
-        embedder_hidden_dim: width of the dense embedder (defaults to ``hidden_dim``).
-        embedder_depth: hidden layers of the dense embedder.
-
-    Example:
-        >>> f = MLPTranslator(dim=8, cond_dim=3, hidden_dim=32, embedding_dim=4)
-        >>> f(torch.randn(5, 3)).shape
-        torch.Size([5, 8])
-        >>> f.sample(torch.randn(2, 3), n_samples=4).shape   # same contract as ConditionalINN.sample
-        torch.Size([2, 4, 8])
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        cond_dim: int | None = None,
-        hidden_dim: int = 1024,
-        depth: int = 2,
-        embedding_dim: int = 128,
-        cond_shape: Sequence[int] | None = None,
-        embedder_hidden_dim: int | None = None,
-        embedder_depth: int = 2,
-    ) -> None:
-        super().__init__()
-        sizes = {"dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim}
-        for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MLPTranslator: {name} must be a positive int, got {value!r}")
-        self.dim, self.embedding_dim = dim, embedding_dim
-        self._params: dict[str, Any] = {
-            "dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim,
-            "embedder_hidden_dim": embedder_hidden_dim, "embedder_depth": embedder_depth,
-        }  # fmt: skip
-        self.embedder, self.cond_shape = build_embedder(
-            embedding_dim, cond_dim, cond_shape, embedder_hidden_dim or hidden_dim, embedder_depth
-        )
-        if cond_shape is not None:
-            self._params["cond_shape"] = list(self.cond_shape)
-        else:
-            self._params["cond_dim"] = self.cond_shape[0]
-        layers: list[nn.Module] = [nn.Linear(embedding_dim, hidden_dim), nn.LeakyReLU(LRELU_SLOPE)]
-        for _ in range(depth - 1):
-            layers += [nn.Linear(hidden_dim, hidden_dim), nn.LeakyReLU(LRELU_SLOPE)]
-        layers.append(nn.Linear(hidden_dim, dim))
-        self.head = nn.Sequential(*layers)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The ``target``/``params`` block that builds this translator (stored by :func:`save_mlp`)."""
-        return {"target": _TARGET, "params": dict(self._params)}
-
-    def _check_cond(self, z_src: Tensor) -> None:
-        check_tensor(z_src, self.cond_shape, "z_src")
-        expected = next(self.parameters()).dtype
-        if z_src.dtype != expected:
-            raise TypeError(f"z_src: expected dtype {expected} (the model's), got {z_src.dtype}; use .to({expected})")
-
-    def embed(self, z_src: Tensor) -> Tensor:
-        """The embedding ``h = H(z_src)``, ``(B, embedding_dim)``."""
-        self._check_cond(z_src)
-        return self.embedder(z_src)
-
-    def forward(self, z_src: Tensor) -> Tensor:
-        """The predicted target code, ``(B, *cond_shape) -> (B, dim)``."""
-        return self.head(self.embed(z_src))
-
-    def sample(
-        self,
-        z_src: Tensor,
-        n_samples: int = 1,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """The shape contract of :meth:`ConditionalINN.sample <net2net.flows.ConditionalINN.sample>`:
-        ``(B, n_samples, dim)``. The translator is deterministic, so the ``n_samples`` rows of a condition
-        are equal; ``temperature`` and ``generator`` are accepted for drop-in use and have no effect."""
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be non-negative, got {temperature}")
-        z = self(z_src)  # (B, D)
-        return z.unsqueeze(1).repeat(1, n_samples, 1)  # (B, D) -> (B, n, D), its own memory
 
 
 def _optim_config(optim: Mapping[str, Any] | None) -> FlowOptimConfig:
@@ -253,7 +155,7 @@ class MLPTranslatorModule(L.LightningModule):
     ) -> None:
         clip = gradient_clip_val if gradient_clip_val is not None else self.optim_cfg.grad_clip
         if clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            clip_grad_norm(self, optimizer, clip)  # also under bf16-mixed with the fused Adam
 
 
 def save_mlp(

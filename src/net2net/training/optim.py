@@ -39,6 +39,20 @@ class FlowOptimConfig:
     fused: bool | None = None  # fused Adam kernel; None picks it where the device supports it
 
     def __post_init__(self) -> None:
+        # YAML gives "0.001" (quoted) as a string and 2.5 where an int belongs: name the field, before any work
+        for name in ("base_lr", "max_lr", "final_lr_fraction", "grad_clip"):
+            value = getattr(self, name)
+            if value is None and name == "grad_clip":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"optim.{name}: expected a finite number >= 0, got {value!r} ({type(value).__name__})")
+        for name in ("warmup_steps", "decay_steps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"optim.{name}: expected an int, got {value!r} ({type(value).__name__})")
+        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2
+                and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in self.betas)):  # fmt: skip
+            raise ValueError(f"optim.betas: expected two numbers, got {self.betas!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.decay_steps == "max_steps":

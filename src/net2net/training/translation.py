@@ -43,6 +43,7 @@ from ..data.latent_cache import (
     encode_dataset,
     encode_source,
     encode_target,
+    verify_cache,
 )
 
 __all__ = ["TranslationDataModule"]
@@ -151,8 +152,12 @@ class TranslationDataModule(L.LightningDataModule):
         for split in self.split_configs:
             path = self.cache_path(split)
             if (path / "manifest.json").is_file():
-                log.info("latent cache hit for %s: %s", split, path)
-                continue
+                problems = verify_cache(path)
+                if not problems:
+                    log.info("latent cache hit for %s: %s", split, path)
+                    continue
+                log.warning("latent cache %s is damaged, encoding it again: %s", path, "; ".join(problems))
+                (path / "manifest.json").unlink()  # incomplete until encode_dataset writes a new one
             meta = {"source": self.source_config, "target": self.target_config, "data": self.split_configs[split]}
             encode_dataset(self.dataset(split), self.source, self.target, path, source_key=self.source_key,
                            target_key=self.target_key, batch_size=self.encode_batch_size,
