@@ -269,6 +269,16 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 # -- the latent cache: shards verified, damaged ones re-encoded -------------------------------------------------
+class CodeTarget(torch.nn.Module):
+    """The identity on flat codes, as a target expert (encode and decode)."""
+
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        return z.float()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
 class Codes(torch.utils.data.Dataset):
     """Labels and flat target codes: a cache without a target encoder."""
 
@@ -305,7 +315,7 @@ def test_damaged_cache_shard_is_detected_and_reencoded(tmp_path: Path) -> None:
     from net2net.training.translation import TranslationDataModule
 
     dm = TranslationDataModule(source={"target": "net2net.experts.label.LabelEncoder", "params": {"n_classes": 3}},
-                               target={"target": "net2net.experts.label.LabelEncoder", "params": {"n_classes": 4}},
+                               target={"target": "test_security.CodeTarget"},
                                train={"target": "test_security.Codes"}, source_key="label", target_key="z",
                                cache_dir=str(tmp_path / "dm"), progress=False)  # fmt: skip
     dm.prepare_data()

@@ -48,8 +48,11 @@ class FlowOptimConfig:
                 raise ValueError(f"optim.{name}: expected a finite number >= 0, got {value!r} ({type(value).__name__})")
         for name in ("warmup_steps", "decay_steps"):
             value = getattr(self, name)
+            if name == "decay_steps" and value == "max_steps":
+                continue
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"optim.{name}: expected an int, got {value!r} ({type(value).__name__})")
+                expected = "an int" if name == "warmup_steps" else "an int, 'max_steps' or None"
+                raise ValueError(f"optim.{name}: expected {expected}, got {value!r} ({type(value).__name__})")
         if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2
                 and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in self.betas)):  # fmt: skip
             raise ValueError(f"optim.betas: expected two numbers, got {self.betas!r}")
