@@ -279,3 +279,27 @@ def test_unresolvable_interpolation() -> None:
 def test_docstring_examples() -> None:
     result = doctest.testmod(config_module, verbose=False)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_load_config_accepts_mappings_and_merges_them_with_files(tmp_path):
+    from omegaconf import OmegaConf
+
+    from net2net.config import load_config
+
+    f = tmp_path / "a.yaml"
+    f.write_text("model:\n  params:\n    n_blocks: 2\n    width: 8\n")
+    given = {"model": {"params": {"n_blocks": 3}}}
+    cfg = load_config([f, given, OmegaConf.create({"seed": 5})], ["model.params.width=16"])
+    assert OmegaConf.to_container(cfg) == {"model": {"params": {"n_blocks": 3, "width": 16}}, "seed": 5}
+    assert given == {"model": {"params": {"n_blocks": 3}}}  # the caller's mapping is not changed
+    assert load_config({"x": 1}).x == 1
+
+
+def test_train_from_config_mapping_needs_a_log_dir():
+    import pytest
+
+    from net2net.config import ConfigError
+    from net2net.training.run import default_log_dir
+
+    with pytest.raises(ConfigError, match="log_dir"):
+        default_log_dir({"model": {}})

@@ -155,7 +155,9 @@ def _parse_override(override: str) -> DictConfig:
         raise ValueError(f"malformed override {override!r}: cannot parse the value ({e})") from e
 
 
-def load_config(path: PathLike | Sequence[PathLike], overrides: Sequence[str] = ()) -> DictConfig:
+def load_config(
+    path: PathLike | Mapping[str, Any] | Sequence[PathLike | Mapping[str, Any]], overrides: Sequence[str] = ()
+) -> DictConfig:
     r"""Loads a YAML configuration and applies command-line style overrides.
 
     Several files are merged in order, later files winning, like ``--base a.yaml b.yaml`` in the
@@ -164,7 +166,8 @@ def load_config(path: PathLike | Sequence[PathLike], overrides: Sequence[str] = 
     new keys. Interpolations (``${...}``) are left unresolved.
 
     Arguments:
-        path: A YAML file, or a sequence of YAML files to merge in order.
+        path: A YAML file or a mapping (a ``dict`` or ``DictConfig``, copied), or a sequence of them to merge in
+            order.
         overrides: Dotlist overrides of the form ``key.path=value``.
 
     Returns:
@@ -182,7 +185,7 @@ def load_config(path: PathLike | Sequence[PathLike], overrides: Sequence[str] = 
         >>> cfg.model.params.n_blocks, cfg.lr
         (4, 0.001)
     """
-    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    paths = [path] if isinstance(path, (str, os.PathLike, Mapping)) else list(path)
     if not paths:
         raise ValueError("load_config: no config file given")
     if isinstance(overrides, str):  # a lone string would be iterated character by character
@@ -191,9 +194,13 @@ def load_config(path: PathLike | Sequence[PathLike], overrides: Sequence[str] = 
     cfg = OmegaConf.create()
     for p in paths:
         try:
-            cfg = OmegaConf.merge(cfg, _load_one(p))
+            if isinstance(p, Mapping):
+                cfg = OmegaConf.merge(cfg, OmegaConf.create(p if isinstance(p, DictConfig) else dict(p)))
+            else:
+                cfg = OmegaConf.merge(cfg, _load_one(p))
         except OmegaConfBaseException as e:
-            raise ValueError(f"cannot merge config file '{p}': {e}") from e
+            what = "config mapping" if isinstance(p, Mapping) else f"config file '{p}'"
+            raise ValueError(f"cannot merge {what}: {e}") from e
     for override in overrides:
         parsed = _parse_override(override)
         try:

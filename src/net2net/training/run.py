@@ -128,9 +128,11 @@ class RunLockedError(RuntimeError):
     """Another process is training in the same run folder."""
 
 
-def default_log_dir(config_paths: PathLike | Sequence[PathLike]) -> Path:
-    """``runs/<stem of the first config file>``."""
-    first = config_paths if isinstance(config_paths, (str, os.PathLike)) else next(iter(config_paths))
+def default_log_dir(config_paths: PathLike | Mapping[str, Any] | Sequence[PathLike | Mapping[str, Any]]) -> Path:
+    """``runs/<stem of the first config file>``; a config given as a mapping has no default (pass ``log_dir``)."""
+    first = config_paths if isinstance(config_paths, (str, os.PathLike, Mapping)) else next(iter(config_paths))
+    if isinstance(first, Mapping):
+        raise ConfigError("log_dir: a config given as a mapping needs an explicit log_dir")
     return Path("runs") / Path(first).stem
 
 
@@ -470,7 +472,7 @@ def _export(model: L.LightningModule, log_dir: Path, global_step: int) -> Path |
 
 
 def train_from_config(
-    config_paths: PathLike | Sequence[PathLike],
+    config_paths: PathLike | Mapping[str, Any] | Sequence[PathLike | Mapping[str, Any]],
     overrides: Sequence[str] = (),
     log_dir: PathLike | None = None,
     resume: bool = True,
@@ -478,7 +480,8 @@ def train_from_config(
     """Train the ``model`` of a config on its ``data`` with Lightning; returns the log folder.
 
     Arguments:
-        config_paths: one YAML file or several, merged in order (later files win).
+        config_paths: one YAML file or mapping (``dict``/``DictConfig``), or several, merged in order (later
+            ones win).
         overrides: dotlist overrides ``key.path=value``, applied after the files.
         log_dir: output folder (default ``runs/<stem of the first config>``).
         resume: continue from ``<log_dir>/checkpoints/last.ckpt`` if it exists; ``False`` starts from step 0
