@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the three experts shipped in src/net2net/pretrained/ from scratch (about 1 h 50 min on 2 CPU cores):
-#   1. the Fashion-MNIST classifier (SmallResNet 16-32-64, 3 epochs, seed 0): ~7 min, 91 % test accuracy
+#   1. the Fashion-MNIST classifier (configs/classifier/fashion_mnist_classifier.yaml: SmallResNet 16-32-64,
+#      3 epochs, seed 0): ~7 min, 91 % test accuracy
 #   2. the Fashion-MNIST autoencoder (configs/autoencoder/fashion_mnist.yaml, 5400 steps, seed 0): ~66 min,
 #      86 % of its test reconstructions recognised by the classifier
 #   3. the autoencoder of MNIST ∪ Fashion-MNIST ∪ 8x8 digits (configs/autoencoder/digits_union.yaml, 1800 steps,
@@ -11,10 +12,9 @@
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=src/net2net/pretrained
-mkdir -p checkpoints
-"$PY" -m net2net.experts.classifier --out checkpoints/fashion_mnist_classifier.safetensors --epochs 3 --widths 16 32 64 --no-progress-bar
+"$PY" -m net2net.cli train configs/classifier/fashion_mnist_classifier.yaml --log-dir runs/fashion_mnist_classifier
 "$PY" -m net2net.cli train configs/autoencoder/fashion_mnist.yaml --log-dir runs/fashion_mnist
-cp checkpoints/fashion_mnist_classifier.safetensors "$OUT/fashion_mnist_classifier.safetensors"
+cp runs/fashion_mnist_classifier/classifier.safetensors "$OUT/fashion_mnist_classifier.safetensors"
 cp runs/fashion_mnist/autoencoder.safetensors "$OUT/fashion_mnist_autoencoder.safetensors"
 "$PY" -m net2net.cli train configs/autoencoder/digits_union.yaml --log-dir runs/digits_union
 cp runs/digits_union/autoencoder.safetensors "$OUT/digits_union_autoencoder.safetensors"

@@ -23,9 +23,9 @@ from net2net.experts.biggan import (
     SNConv2d,
     SNLinear,
     WeightsNotFoundError,
-    fit_dequantization_vae,
     truncated_noise,
 )
+from net2net.training.run import train_from_config
 
 Z, E, K = 12, 6, 5  # noise dim, embedding dim, classes of the tiny model
 
@@ -280,25 +280,44 @@ def test_vae_shapes_and_kl() -> None:
     assert [type(m).__name__ for m in tiny_vae().decoder.main][::2] == ["Linear"] * 5
 
 
-def test_vae_training_reduces_reconstruction_error() -> None:
+def test_vae_training_reduces_reconstruction_error(tmp_path) -> None:
+    """The VAE trains through train_from_config (configs/biggan/dequantization_vae.yaml) on a BigGAN's class
+    embeddings and exports a file that BigGANTarget.from_pretrained loads beside the generator, frozen."""
     torch.manual_seed(0)
     embeddings = torch.randn(K, E)
-    vae = DequantizationVAE(in_dim=E, z_dim=E, hidden_dim=32)
+    biggan = tiny_biggan()
     with torch.no_grad():
-        before = float((vae.reconstruct(embeddings) - embeddings).square().sum(1).mean())
-    history = fit_dequantization_vae(
-        vae, embeddings, steps=100, batch_size=16, lr=1e-2, kl_weight=0.01, generator=torch.Generator().manual_seed(0)
-    )
+        biggan.embeddings.weight.copy_(embeddings.t())  # (E, K): the rows of W^T are the class embeddings
+    biggan.save_pretrained(tmp_path / "biggan")
+    torch.manual_seed(0)  # the run seeds with 0 and builds the VAE first: the same initial weights
+    untrained = DequantizationVAE(in_dim=E, z_dim=E, hidden_dim=32)
+    with torch.no_grad():
+        before = float((untrained.reconstruct(embeddings) - embeddings).square().sum(1).mean())
+    overrides = [
+        f"model.params.vae_config={{in_dim: {E}, z_dim: {E}, hidden_dim: 32, hidden_layers: 3}}",
+        "model.params.lr=1e-2", "model.params.kl_weight=0.01", "model.params.accuracy_samples=20",
+        f"data.params.biggan={tmp_path / 'biggan'}", "data.params.batch_size=16", "lightning.trainer.max_steps=100",
+        "lightning.trainer.log_every_n_steps=1", "lightning.trainer.accelerator=cpu",
+    ]  # fmt: skip
+    run = train_from_config("configs/biggan/dequantization_vae.yaml", overrides, log_dir=tmp_path / "run")
+    vae = DequantizationVAE.from_file(run / VAE_NAME)
     with torch.no_grad():
         after = float((vae.reconstruct(embeddings) - embeddings).square().sum(1).mean())
-    assert len(history["loss"]) == 100 and not vae.training
+    rows = (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    rec = [float(r.split(",")[header.index("train/rec")]) for r in rows[1:] if r.split(",")[header.index("train/rec")]]
+    assert len(rec) == 100 and not vae.training
     assert after < 0.2 * before, (before, after)
-    assert sum(history["rec"][-10:]) < sum(history["rec"][:10])
+    assert sum(rec[-10:]) < sum(rec[:10])
     assert vae.class_accuracy(embeddings, 20, torch.Generator().manual_seed(1)) > 0.8
-    # a VAE inside a frozen target trains in place and is frozen again afterwards
-    target = BigGANTarget(tiny_biggan(), tiny_vae())
-    fit_dequantization_vae(target.vae, embeddings, steps=2, batch_size=4)
-    assert not any(p.requires_grad for p in target.parameters())
+    from net2net.io import read_safetensors_metadata
+
+    assert float(read_safetensors_metadata(run / VAE_NAME)["class_accuracy"]) > 0.8
+    # the trained VAE inside a target (found beside the generator's files) is frozen
+    (tmp_path / "biggan" / VAE_NAME).write_bytes((run / VAE_NAME).read_bytes())
+    target = BigGANTarget.from_pretrained(tmp_path / "biggan")
+    assert target.vae is not None and not any(p.requires_grad for p in target.parameters())
+    assert torch.equal(target.vae.reconstruct(embeddings), vae.reconstruct(embeddings))
 
 
 def test_vae_files(tmp_path) -> None:
@@ -351,7 +370,7 @@ def test_decode_split_join_and_bad_dimensions() -> None:
         assert torch.equal(images, target.biggan.generate_from_embedding(z, h, target.truncation))
         assert not torch.equal(images, target.decode(z_tgt, truncation=1.0))
     assert images.shape == (3, 3, 32, 32) and images.abs().max() <= 1
-    with pytest.raises(ValueError, match=r"expected shape \(B, 18\) \(z_tgt = \[z̃ \(12\), ĥ \(6\)\]\), received shape \(3, 19\)"):  # noqa: E501
+    with pytest.raises(ValueError, match=r"expected shape \(B, 18\) \(z_tgt = \[z̃ \(12\), ĥ \(6\)\]\), received shape \(3, 19\)"):
         target.decode(torch.randn(3, Z + E + 1))
     with pytest.raises(ValueError, match=r"received shape \(3, 18, 1, 1\)"):
         target.split(z_tgt[:, :, None, None])
@@ -374,7 +393,7 @@ def test_synthetic_pairs() -> None:
 
     # determinism from a seed, batching does not change the result
     again = target.synthetic_pairs(10, classes=[1, 3], generator=torch.Generator().manual_seed(0), batch_size=3)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(again, (images, z_tgt, labels)))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(again, (images, z_tgt, labels), strict=True))
     other = target.synthetic_pairs(10, classes=[1, 3], generator=torch.Generator().manual_seed(1))
     assert not torch.equal(other[1], z_tgt)
     assert torch.equal(tiny_biggan(seed=0).state_dict()["embeddings.weight"], target.biggan.embeddings.weight)

@@ -1,9 +1,12 @@
-"""The Fashion-MNIST SmallResNet classifier: shapes, named features, training, save/load, errors."""
+"""The Fashion-MNIST SmallResNet classifier: shapes, named features, training (through train_from_config),
+save/load, errors."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+from typing import Any
 
 import lightning as L
 import pytest
@@ -12,16 +15,12 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
-from net2net.experts import (
-    ClassifierModule,
-    SmallResNet,
-    augment_batch,
-    load_classifier,
-    read_classifier_metadata,
-    save_classifier,
-    train_fashion_mnist_classifier,
-)
-from net2net.experts.classifier import main
+from net2net.config import ConfigError, load_config
+from net2net.experts import SmallResNet, load_classifier, read_classifier_metadata, save_classifier
+from net2net.training.classifier import ClassifierModule, FashionMNISTClassification, augment_batch
+from net2net.training.run import TrainingInterrupted, train_from_config
+
+CONFIG = "configs/classifier/fashion_mnist_classifier.yaml"
 
 TINY = {"widths": (8, 16, 32), "blocks_per_stage": 1}  # fast variant for tests
 
@@ -126,19 +125,61 @@ def test_training_steps_reduce_the_loss(fashion_512: tuple[torch.Tensor, torch.T
     assert "train/acc" in trainer.callback_metrics and "train/loss" in trainer.callback_metrics
 
 
+class SigtermAt(L.Callback):
+    """Send this process SIGTERM after global step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def tiny_run(*extra: str) -> list[str]:
+    """Overrides of the shipped config for a run of 2 steps of 64 on 128 images, tested on 64."""
+    return [f"model.params.architecture.widths={list(TINY['widths'])}", "model.params.architecture.blocks_per_stage=1",
+            "data.params.batch_size=64", "data.params.subset=128", "data.params.val_size=64",
+            "data.params.test_subset=64", "lightning.trainer.max_epochs=1", *extra]  # fmt: skip
+
+
 def test_train_recipe_end_to_end(fashion_512: tuple[torch.Tensor, torch.Tensor], tmp_path) -> None:
-    """train_fashion_mnist_classifier on a few images: trains, tests, saves a loadable file with its metrics."""
-    out = tmp_path / "clf.safetensors"
-    result = train_fashion_mnist_classifier(
-        out, epochs=1, batch_size=64, subset=128, val_size=64, test_subset=64, architecture=TINY, progress_bar=False
-    )
-    assert result["steps"] == 2 and result["train_images"] == 128 and result["test_images"] == 64
-    assert 0.0 <= result["test_acc"] <= 1.0 and result["seconds_per_step"] > 0
-    assert json.loads(read_classifier_metadata(out)["test_acc"]) == pytest.approx(result["test_acc"])
+    """The shipped config through train_from_config on a few images: trains, tests, saves a loadable file with its
+    metrics; a second call with more epochs resumes from the checkpoint."""
+    run = train_from_config(CONFIG, tiny_run(), log_dir=tmp_path / "run")
+    out = run / "classifier.safetensors"
+    summary = json.loads((run / "summary.json").read_text())
+    meta = read_classifier_metadata(out)
+    assert summary["global_step"] == 2 and json.loads(meta["train_images"]) == 128
+    assert json.loads(meta["test_images"]) == 64 and json.loads(meta["steps"]) == 2
+    test_acc = json.loads(meta["test_acc"])
+    assert 0.0 <= test_acc <= 1.0 and summary["seconds_per_step"] > 0
+    assert 0.0 <= json.loads(meta["val_acc"]) <= 1.0 and meta["dataset"] == "fashion-mnist"
     expected = {"in_channels": 1, "n_classes": 10, "widths": list(TINY["widths"]), "blocks_per_stage": 1}
     assert load_classifier(out).architecture == expected
-    with pytest.raises(ValueError, match="val_size"):
-        train_fashion_mnist_classifier(out, val_size=-1)
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "compute.json").is_file()
+    # the exported test accuracy is that of the trained network on the data module's test split
+    data = FashionMNISTClassification(batch_size=64, subset=128, val_size=64, test_subset=64)
+    module = ClassifierModule(architecture=TINY)
+    module.model.load_state_dict(load_classifier(out).state_dict())
+    assert module.accuracy(data.test_dataloader()) == pytest.approx(test_acc)
+
+    # stopped by SIGTERM after step 1 (as timeout, docker stop or SLURM do), the next call resumes from step 1
+    stopped = tmp_path / "stopped"
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(TrainingInterrupted, match="at step 1"):
+            train_from_config(CONFIG, tiny_run("lightning.callbacks.stop.target=test_classifier.SigtermAt",
+                                               "lightning.callbacks.stop.params.step=1"), log_dir=stopped)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert not (stopped / "classifier.safetensors").exists()
+    train_from_config(CONFIG, tiny_run(), log_dir=stopped)
+    summary = json.loads((stopped / "summary.json").read_text())
+    assert summary["start_step"] == 1 and summary["global_step"] == 2 and summary["resumed_from"] is not None
+    assert json.loads(read_classifier_metadata(stopped / "classifier.safetensors")["steps"]) == 2
+    with pytest.raises(ConfigError, match="val_size"):
+        train_from_config(CONFIG, tiny_run("data.params.val_size=-1"), log_dir=tmp_path / "bad")
 
 
 def test_save_load_round_trip(tmp_path) -> None:
@@ -169,7 +210,7 @@ def test_save_load_round_trip(tmp_path) -> None:
 
 def test_load_errors(tmp_path) -> None:
     missing = tmp_path / "missing.safetensors"
-    with pytest.raises(FileNotFoundError, match="python -m net2net.experts.classifier"):
+    with pytest.raises(FileNotFoundError, match="net2net train configs/classifier/fashion_mnist_classifier.yaml"):
         load_classifier(missing)
 
     # weights of another architecture under this architecture's metadata
@@ -193,9 +234,14 @@ def test_load_errors(tmp_path) -> None:
         load_classifier(alien)
 
 
-def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert "--out" in out and "--epochs" in out and "python -m net2net.experts.classifier" in out
+def test_shipped_config_is_the_documented_recipe() -> None:
+    """configs/classifier/fashion_mnist_classifier.yaml holds the settings of the shipped weights, and the pretrained table and
+    the load error name it as the command that makes them."""
+    from net2net.pretrained import PRETRAINED
+
+    cfg = load_config(CONFIG)
+    assert cfg.model.target == "net2net.training.classifier.ClassifierModule"
+    assert list(cfg.model.params.architecture.widths) == [16, 32, 64] and cfg.model.params.lr == 0.1
+    assert cfg.data.params.batch_size == 128 and cfg.data.params.val_size == 2000 and cfg.data.params.seed == 0
+    assert cfg.lightning.trainer.max_epochs == 3 and cfg.seed == 0
+    assert f"net2net train {CONFIG}" in PRETRAINED["fashion_mnist_classifier"][1]

@@ -7,7 +7,7 @@ import copy
 import torch
 from safetensors.torch import load_file
 
-from net2net.experts.base import expert_fingerprint
+from net2net.experts.protocols import expert_fingerprint
 from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
 
 

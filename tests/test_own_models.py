@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from net2net.data.latent_cache import dataset_fingerprint, encode_source, encode_target
-from net2net.experts.base import check_expert
+from net2net.experts.protocols import check_expert
 from net2net.training.callbacks import ImageLogger
 from net2net.training.optim import ClippedAdam, FlowOptimConfig, make_optimizer
 

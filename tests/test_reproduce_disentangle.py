@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from net2net.config import instantiate_from_config
-from net2net.experts.encoder import deformed_encoder
+from net2net.experts.encoder_source import deformed_encoder
 from net2net.reproduce.disentangle import (
     DisentangleSettings,
     _iou,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from net2net.experts.base import expert_fingerprint
+from net2net.experts.protocols import expert_fingerprint
 from net2net.experts.classifier import SmallResNet, load_classifier
 from net2net.experts.label import ClassifierArgmax, classifier_argmax_expert
 from net2net.reproduce import diagnosis

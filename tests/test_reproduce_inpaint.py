@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from net2net.experts.base import expert_fingerprint
+from net2net.experts.protocols import expert_fingerprint
 from net2net.reproduce.inpaint import InpaintSettings, MaskedImageExpert, apply_mask, inpaint_config, run_inpaint
 
 

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from net2net.experts.encoder import resize_images
+from net2net.experts.encoder_source import resize_images
 from net2net.experts.resize import Downsample
 from net2net.reproduce.superres import FULL, SuperresSettings, face_config, low_res_autoencoder_config, run_superres
 

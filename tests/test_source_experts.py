@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from net2net.experts.base import (
+from net2net.experts.protocols import (
     FrozenExpert,
     SourceExpert,
     TargetExpert,
@@ -19,7 +19,7 @@ from net2net.experts.base import (
     is_stochastic,
 )
 from net2net.experts.blackbox import BlackBoxExpert
-from net2net.experts.encoder import DeformedEncoder, EncoderSource, resize_images
+from net2net.experts.encoder_source import DeformedEncoder, EncoderSource, resize_images
 from net2net.experts.label import LabelEncoder
 from net2net.experts.layer import LayerExpert, classifier_expert, imagenet_expert
 from net2net.experts.target import AutoencoderTarget, build_encoder_decoder

@@ -40,12 +40,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
+    "MOVED_TARGETS",
     "ConfigError",
     "UntrustedTargetError",
     "load_config",
     "get_obj_from_str",
     "instantiate",
     "instantiate_from_config",
+    "moved_target",
     "nearest",
     "trusted_modules",
 ]
@@ -64,6 +66,16 @@ class UntrustedTargetError(ConfigError):
 # None: every import path is allowed (a config the user wrote); a tuple: only net2net and these module prefixes
 _TRUSTED: ContextVar[tuple[str, ...] | None] = ContextVar("net2net_trusted_modules", default=None)
 PACKAGE = "net2net"
+
+# Import paths that moved, old -> new: configs and run folders written before a move keep loading. A key names a
+# module or an object; a path under a key (``old.module.Name`` for the key ``old.module``) moves with it.
+MOVED_TARGETS: dict[str, str] = {
+    # experts: file names that said what they hold (issue 13)
+    "net2net.experts.base": "net2net.experts.protocols",
+    "net2net.experts.encoder": "net2net.experts.encoder_source",
+    "net2net.experts.classifier.ClassifierModule": "net2net.training.classifier.ClassifierModule",
+    "net2net.experts.classifier.augment_batch": "net2net.training.classifier.augment_batch",
+}
 
 
 def _within(name: str, prefixes: Iterable[str]) -> bool:
@@ -216,11 +228,28 @@ def _is_missing(err: ModuleNotFoundError, module: str) -> bool:
     return err.name is not None and (module == err.name or module.startswith(err.name + "."))
 
 
+def moved_target(name: str) -> str:
+    """The current import path of ``name``: itself, or where :data:`MOVED_TARGETS` says it (or a module above it)
+    moved to.
+
+    Example:
+        >>> moved_target("net2net.experts.base.FrozenExpert")
+        'net2net.experts.protocols.FrozenExpert'
+    """
+    parts = name.split(".")
+    for i in range(len(parts), 1, -1):  # the longest moved prefix wins
+        new = MOVED_TARGETS.get(".".join(parts[:i]))
+        if new is not None:
+            return ".".join([new, *parts[i:]])
+    return name
+
+
 def get_obj_from_str(name: str) -> Any:
     r"""Imports an object from its dotted path ``package.module.attr``.
 
     The longest importable module prefix is imported and the remaining parts are looked up as
-    attributes, so nested attributes such as ``package.module.Class.method`` work too. Errors
+    attributes, so nested attributes such as ``package.module.Class.method`` work too. A path that moved is
+    read at its new place (:data:`MOVED_TARGETS`, :func:`moved_target`). Errors
     raised while importing a module that exists (including a missing dependency of it) are not
     caught.
 
@@ -245,6 +274,8 @@ def get_obj_from_str(name: str) -> Any:
     parts = name.split(".")
     if len(parts) < 2 or any(not part for part in parts):
         raise ValueError(f"malformed import path {name!r}: expected 'package.module.attr'")
+    name = moved_target(name)
+    parts = name.split(".")
     _check_trusted(name)  # before importing anything
 
     module = None

@@ -11,7 +11,7 @@ trains on the stored codes. A cache is a folder::
         src_table.safetensors       text sources only: one row per distinct caption
 
 ``key`` is a digest of the source's and the target's fingerprints (kind, configuration and weights, see
-:func:`net2net.experts.base.expert_fingerprint`), the dataset's fingerprint (:func:`dataset_fingerprint`)
+:func:`net2net.experts.protocols.expert_fingerprint`), the dataset's fingerprint (:func:`dataset_fingerprint`)
 and the item keys read, so changing any of them leads to a new folder instead of stale codes.
 
 Stochastic target encoders (the autoencoder's Gaussian q(z | y)) are stored as mean and std, and
@@ -40,7 +40,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..experts.base import check_code
+from ..experts.protocols import check_code
 from ..io import atomic_path, atomic_save_safetensors, file_digest, load_safetensors, read_safetensors_metadata
 
 __all__ = [

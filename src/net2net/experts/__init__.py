@@ -1,14 +1,14 @@
 """Source and target experts: frozen networks whose representations the cINN translates between.
 
 The protocols (:class:`SourceExpert`, :class:`TargetExpert`), the frozen base class and cache fingerprints are
-in :mod:`.base`. Sources: :class:`SentenceEncoder` (text), :class:`LabelEncoder` (one-hot labels),
+in :mod:`.protocols`. Sources: :class:`SentenceEncoder` (text), :class:`LabelEncoder` (one-hot labels),
 :class:`ClassifierArgmax` (one-hot argmax of a classifier),
 :class:`LayerExpert` (any layer of any model; :func:`classifier_expert`, :func:`imagenet_expert`),
 :class:`EncoderSource` / :class:`DeformedEncoder` (an autoencoder's encoder, optionally after the deformation
 of Sec. C), :class:`BlackBoxExpert` (a NumPy callable). Targets: :class:`AutoencoderTarget`,
 :class:`BigGANTarget` (with the dequantisation VAE of Tab. S4), and any generator with ``decode``.
-:mod:`.classifier` holds the small ResNet trained here on Fashion-MNIST. Names are imported lazily, so that
-``python -m net2net.experts.classifier`` runs that module once, as ``__main__``.
+:mod:`.classifier` holds the small ResNet trained here on Fashion-MNIST (its training is
+:mod:`net2net.training.classifier`). Names are imported lazily, so that ``import net2net.experts`` stays light.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .base import (
+    from .protocols import (
         FrozenExpert,
         SourceExpert,
         TargetExpert,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         classifier_expert,
         imagenet_expert,
     )
-    from .encoder import (
+    from .encoder_source import (
         DeformedEncoder,
         EncoderSource,
     )
@@ -54,34 +54,30 @@ if TYPE_CHECKING:
         BigGANConfig,
         BigGANTarget,
         DequantizationVAE,
-        fit_dequantization_vae,
     )
     from .classifier import (
         BasicBlock,
-        ClassifierModule,
         SmallResNet,
-        augment_batch,
         load_classifier,
         read_classifier_metadata,
         save_classifier,
-        train_fashion_mnist_classifier,
     )
 
 _EXPORTS = {
-    "FrozenExpert": ".base",
-    "SourceExpert": ".base",
-    "TargetExpert": ".base",
-    "expert_fingerprint": ".base",
-    "freeze": ".base",
-    "is_stochastic": ".base",
+    "FrozenExpert": ".protocols",
+    "SourceExpert": ".protocols",
+    "TargetExpert": ".protocols",
+    "expert_fingerprint": ".protocols",
+    "freeze": ".protocols",
+    "is_stochastic": ".protocols",
     "LabelEncoder": ".label",
     "ClassifierArgmax": ".label",
     "classifier_argmax_expert": ".label",
     "LayerExpert": ".layer",
     "classifier_expert": ".layer",
     "imagenet_expert": ".layer",
-    "DeformedEncoder": ".encoder",
-    "EncoderSource": ".encoder",
+    "DeformedEncoder": ".encoder_source",
+    "EncoderSource": ".encoder_source",
     "BlackBoxExpert": ".blackbox",
     "SentenceEncoder": ".text",
     "AutoencoderTarget": ".target",
@@ -90,15 +86,11 @@ _EXPORTS = {
     "BigGANConfig": ".biggan",
     "BigGANTarget": ".biggan",
     "DequantizationVAE": ".biggan",
-    "fit_dequantization_vae": ".biggan",
     "BasicBlock": ".classifier",
-    "ClassifierModule": ".classifier",
     "SmallResNet": ".classifier",
-    "augment_batch": ".classifier",
     "load_classifier": ".classifier",
     "read_classifier_metadata": ".classifier",
     "save_classifier": ".classifier",
-    "train_fashion_mnist_classifier": ".classifier",
 }
 
 __all__ = sorted(_EXPORTS)

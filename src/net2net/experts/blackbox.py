@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import FINGERPRINT_LENGTH, FrozenExpert
+from .protocols import FINGERPRINT_LENGTH, FrozenExpert
 
 __all__ = ["BlackBoxExpert"]
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import FrozenExpert
+from .protocols import FrozenExpert
 
 __all__ = ["ClassifierArgmax", "LabelEncoder", "classifier_argmax_expert"]
 
@@ -97,7 +97,7 @@ class ClassifierArgmax(FrozenExpert):
 
     Unlike the logits, the code keeps only the predicted class, none of the within-class information (how sure the
     classifier is, which other classes it considers). Its latent-cache fingerprint covers the classifier's class,
-    architecture and weights (see :func:`~net2net.experts.base.expert_fingerprint`).
+    architecture and weights (see :func:`~net2net.experts.protocols.expert_fingerprint`).
 
     Arguments:
         classifier: a network mapping inputs to logits ``(B, n_classes)``; frozen in place.

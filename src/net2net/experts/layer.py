@@ -21,7 +21,7 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from ..autoencoder.perceptual import PerceptualDistance
-from .base import FrozenExpert
+from .protocols import FrozenExpert
 
 __all__ = ["ImageNetNetwork", "LayerExpert", "Pooling", "classifier_expert", "imagenet_expert"]
 

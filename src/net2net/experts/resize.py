@@ -3,7 +3,7 @@
 - :func:`low_res_encoder`: the encoder Θ of an autoencoder trained on downsampled images (e.g. Fashion-MNIST at
   14 px), applied to full-size images: they are downsampled (bilinear, antialiased) to the autoencoder's size and
   encoded, ``z_src`` = the mean of ``q(z | x_low)``. A config-friendly factory of
-  :class:`~net2net.experts.encoder.EncoderSource`, which takes the autoencoder object itself.
+  :class:`~net2net.experts.encoder_source.EncoderSource`, which takes the autoencoder object itself.
 - :class:`Downsample`: the downsampled image itself as the condition (no network), ``(B, C, size, size)`` or
   flattened to ``(B, C * size * size)``; the source of the synthetic face pairs (16 px face -> DCGAN latent).
 
@@ -17,8 +17,8 @@ from typing import Any
 
 from torch import Tensor
 
-from .base import FrozenExpert
-from .encoder import EncoderSource, _size_pair, resize_images
+from .protocols import FrozenExpert
+from .encoder_source import EncoderSource, _size_pair, resize_images
 
 __all__ = ["Downsample", "low_res_encoder"]
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ..autoencoder import Decoder, Encoder, build_autoencoder
 from ..autoencoder.encoder import check_image
 from ..config import instantiate_from_config
-from .base import describe_state_mismatch
+from .protocols import describe_state_mismatch
 
 __all__ = [
     "ARCH_KEYS",

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import FINGERPRINT_LENGTH, FrozenExpert, hash_state_dict
+from .protocols import FINGERPRINT_LENGTH, FrozenExpert, hash_state_dict
 
 __all__ = ["SentenceEncoder", "default_sentence_model_path"]
 

@@ -23,7 +23,8 @@ _HERE = Path(__file__).resolve().parent
 PRETRAINED: dict[str, tuple[str, str]] = {
     "fashion_mnist_classifier": (
         "fashion_mnist_classifier.safetensors",
-        "python -m net2net.experts.classifier --out FILE --epochs 3 --widths 16 32 64",
+        "net2net train configs/classifier/fashion_mnist_classifier.yaml  "
+        "(then runs/fashion_mnist_classifier/classifier.safetensors)",
     ),
     "fashion_mnist_autoencoder": (
         "fashion_mnist_autoencoder.safetensors",

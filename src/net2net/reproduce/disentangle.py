@@ -117,7 +117,7 @@ def disentangle_config(settings: DisentangleSettings) -> dict[str, Any]:
     """The training config (``target``/``params`` blocks) of τ: ``Θ(d(y)) -> Θ(y)`` on Fashion-MNIST."""
     fmnist = {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}
     test = {"target": "net2net.data.FashionMNIST", "params": {"split": "test"}}
-    source = {"target": "net2net.experts.encoder.deformed_encoder", "params": {
+    source = {"target": "net2net.experts.encoder_source.deformed_encoder", "params": {
         "path": AUTOENCODER, "flip": settings.flip, "tps_strength": settings.tps_strength,
         "crop_scale": list(settings.crop_scale), "seed": settings.seed}}  # fmt: skip
     return {
@@ -195,7 +195,7 @@ def run_disentangle(out_dir: str | Path = "docs/results", quick: bool = False, r
         settings: explicit sizes (overrides ``quick``).
     """
     from ..experts.classifier import load_classifier
-    from ..experts.encoder import deformed_encoder
+    from ..experts.encoder_source import deformed_encoder
     from ..experts.target import load_autoencoder_target
     from ..training.cinn import load_cinn
 

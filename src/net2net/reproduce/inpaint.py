@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from ..data import FashionMNIST, Subset
-from ..experts.base import FrozenExpert
+from ..experts.protocols import FrozenExpert
 from ..metrics import mean_pairwise_distance, psnr
 from ._common import (
     AUTOENCODER,

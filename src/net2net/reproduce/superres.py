@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import DCGANFaces, FashionMNIST, Subset
-from ..experts.encoder import resize_images
+from ..experts.encoder_source import resize_images
 from ..metrics import domain_fid, mean_pairwise_distance, psnr
 from ._common import (
     AUTOENCODER,

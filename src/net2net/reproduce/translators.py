@@ -203,7 +203,7 @@ def _diagnosis(settings: TranslatorsSettings, runs: Path, g: torch.Generator) ->
 
 
 def _superres(settings: TranslatorsSettings, runs: Path, g: torch.Generator) -> _Task:
-    from ..experts.encoder import resize_images
+    from ..experts.encoder_source import resize_images
     from ..experts.resize import low_res_encoder
     from ..experts.target import load_autoencoder_target
     from . import superres

@@ -235,7 +235,7 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
         settings: explicit sizes (overrides ``quick``).
     """
     from ..data import Subset
-    from ..experts.base import expert_fingerprint
+    from ..experts.protocols import expert_fingerprint
     from ..experts.label import LabelEncoder
     from ..experts.target import load_autoencoder_target
     from ..training.cinn import load_cinn

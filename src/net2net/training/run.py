@@ -23,6 +23,8 @@ A run writes into its log folder (default ``runs/<stem of the first config>``)::
     autoencoder.safetensors        encoder + decoder weights with the architecture as JSON metadata
     cinn.safetensors               (cINN runs) τ's weights and ActNorm state, its flow config as JSON metadata
     mlp.safetensors                (MLP translator baseline runs) its weights and config
+    classifier.safetensors         (ClassifierModule runs) the SmallResNet, with its test accuracy in the metadata
+    dequantization_vae.safetensors (DequantizationVAEModule runs) the VAE of Tab. S4
     translator.safetensors         (TranslatorModule runs) the translator's weights, kind and parameters
     summary.json                   steps, wall time and seconds per step (median and mean) of the latest call
     compute.json                   time, energy, CO2 and cost of the calls since step 0 (see training/compute.py)
@@ -443,7 +445,11 @@ def _save_config(cfg: DictConfig, path: Path) -> None:
 
 def _export(model: L.LightningModule, log_dir: Path, global_step: int) -> Path | None:
     """Write ``autoencoder.safetensors`` for modules with an encoder and a decoder, ``cinn.safetensors`` for modules
-    with a cINN ``tau``, ``mlp.safetensors`` for the MLP translator baseline (others: nothing)."""
+    with a cINN ``tau``, ``mlp.safetensors`` for the MLP translator baseline; a module with an ``export_weights(log_dir,
+    global_step)`` method writes its own file (the classifier, the dequantisation VAE); others: nothing."""
+    export_weights = getattr(model, "export_weights", None)
+    if callable(export_weights):
+        return export_weights(log_dir, global_step)
     from .mlp import MLPTranslatorModule
     from .translator import TranslatorModule
 

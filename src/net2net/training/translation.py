@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import instantiate_from_config
-from ..experts.base import check_expert
+from ..experts.protocols import check_expert
 from ..data.latent_cache import (
     LatentDataset,
     _collate,
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 
 def _fingerprint(expert: Any) -> str:
-    from ..experts.base import expert_fingerprint
+    from ..experts.protocols import expert_fingerprint
 
     return expert_fingerprint(expert)
 

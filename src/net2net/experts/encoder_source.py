@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import FrozenExpert
+from .protocols import FrozenExpert
 
 __all__ = ["DeformedEncoder", "EncoderSource", "EncoderMode", "deformed_encoder", "resize_images"]
 
@@ -70,7 +70,7 @@ class EncoderSource(FrozenExpert):
 
     ``encode_dist(x)`` returns the mean and standard deviation (zeros for a deterministic target), so that a latent
     cache can store them and sample at training time; ``encode(x)`` is therefore not :func:`stochastic
-    <net2net.experts.base.is_stochastic>` even in ``"sample"`` mode.
+    <net2net.experts.protocols.is_stochastic>` even in ``"sample"`` mode.
 
     Example:
         >>> from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
