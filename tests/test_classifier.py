@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from typing import Any
 
 import lightning as L
 import pytest
@@ -125,17 +124,6 @@ def test_training_steps_reduce_the_loss(fashion_512: tuple[torch.Tensor, torch.T
     assert "train/acc" in trainer.callback_metrics and "train/loss" in trainer.callback_metrics
 
 
-class SigtermAt(L.Callback):
-    """Send this process SIGTERM after global step ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 def tiny_run(*extra: str) -> list[str]:
     """Overrides of the shipped config for a run of 2 steps of 64 on 128 images, tested on 64."""
     return [f"model.params.architecture.widths={list(TINY['widths'])}", "model.params.architecture.blocks_per_stage=1",
@@ -169,7 +157,7 @@ def test_train_recipe_end_to_end(fashion_512: tuple[torch.Tensor, torch.Tensor],
     handler = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(TrainingInterrupted, match="at step 1"):
-            train_from_config(CONFIG, tiny_run("lightning.callbacks.stop.target=test_classifier.SigtermAt",
+            train_from_config(CONFIG, tiny_run("lightning.callbacks.stop.target=test_security.SigtermAt",
                                                "lightning.callbacks.stop.params.step=1"), log_dir=stopped)  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, handler)

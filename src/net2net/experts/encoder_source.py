@@ -16,16 +16,15 @@ The autoencoder is any object with ``encode(y) -> z`` and, ideally, ``encode_dis
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .protocols import FrozenExpert
+from .protocols import FrozenExpert, describe_module
 
-__all__ = ["DeformedEncoder", "EncoderSource", "EncoderMode", "deformed_encoder", "resize_images"]
+__all__ = ["DeformedEncoder", "EncoderMode", "EncoderSource", "deformed_encoder", "resize_images"]
 
 EncoderMode = Literal["mean", "sample"]
 
@@ -36,7 +35,7 @@ def _size_pair(size: Any, name: str) -> tuple[int, int] | None:
     pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else tuple(size)
     if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in pair):
         raise ValueError(f"{name} must be None, a positive int or a pair of positive ints (H, W), received {size!r}")
-    return pair  # type: ignore[return-value]
+    return pair[0], pair[1]
 
 
 def resize_images(x: Tensor, size: int | tuple[int, int]) -> Tensor:
@@ -108,14 +107,8 @@ class EncoderSource(FrozenExpert):
 
     @property
     def config(self) -> dict[str, Any]:
-        cls = type(self.target)
-        target_config = getattr(self.target, "config", None)
-        return {
-            "target": f"{cls.__module__}.{cls.__qualname__}",
-            "target_config": dict(target_config) if isinstance(target_config, Mapping) else None,
-            "mode": self.mode,
-            "input_size": self.input_size,
-        }
+        target, target_config = describe_module(self.target)
+        return {"target": target, "target_config": target_config, "mode": self.mode, "input_size": self.input_size}
 
     def prepare(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The images ``Θ`` sees: ``x`` resized to ``input_size`` (if given)."""
@@ -309,4 +302,4 @@ def deformed_encoder(
     from .target import load_autoencoder_target
 
     return DeformedEncoder(load_autoencoder_target(path), flip=flip, tps_strength=tps_strength,
-                           crop_scale=tuple(crop_scale), tps_grid=tps_grid, mode=mode, seed=seed)  # fmt: skip
+                           crop_scale=(crop_scale[0], crop_scale[1]), tps_grid=tps_grid, mode=mode, seed=seed)  # fmt: skip

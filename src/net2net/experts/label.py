@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .protocols import FrozenExpert
+from .protocols import FrozenExpert, describe_module
 
 __all__ = ["ClassifierArgmax", "LabelEncoder", "classifier_argmax_expert"]
 
@@ -121,13 +121,8 @@ class ClassifierArgmax(FrozenExpert):
 
     @property
     def config(self) -> dict[str, Any]:
-        cls = type(self.classifier)
-        architecture = getattr(self.classifier, "architecture", None)
-        return {
-            "classifier": f"{cls.__module__}.{cls.__qualname__}",
-            "architecture": dict(architecture) if isinstance(architecture, dict) else None,
-            "n_classes": self.n_classes,
-        }
+        classifier, architecture = describe_module(self.classifier, "architecture")
+        return {"classifier": classifier, "architecture": architecture, "n_classes": self.n_classes}
 
     def encode(self, x: Tensor) -> Tensor:
         """One-hot codes ``(B, n_classes)`` (float32) of the classifier's predicted classes for inputs ``x``."""

@@ -15,13 +15,12 @@ two builders cover the networks available here:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from torch import Tensor, nn
 
 from ..autoencoder.perceptual import PerceptualDistance
-from .protocols import FrozenExpert
+from .protocols import FrozenExpert, describe_module
 
 __all__ = ["ImageNetNetwork", "LayerExpert", "Pooling", "classifier_expert", "imagenet_expert"]
 
@@ -95,15 +94,9 @@ class LayerExpert(FrozenExpert):
 
     @property
     def config(self) -> dict[str, Any]:
-        cls = type(self.model)
-        model_config = getattr(self.model, "config", None)
-        return {
-            "model": f"{cls.__module__}.{cls.__qualname__}",
-            "model_config": dict(model_config) if isinstance(model_config, Mapping) else None,
-            "layer": self.layer,
-            "pool": self.pool,
-            "flatten": self.flatten,
-        }
+        model, model_config = describe_module(self.model)
+        return {"model": model, "model_config": model_config, "layer": self.layer, "pool": self.pool,
+                "flatten": self.flatten}  # fmt: skip
 
     def activation(self, x: Any) -> Tensor:
         """The raw output of the layer for input ``x`` (no pooling or flattening)."""

@@ -34,8 +34,8 @@ __all__ = [
     "TargetExpert",
     "check_code",
     "check_expert",
-    "expert_fingerprint",
     "describe_state_mismatch",
+    "expert_fingerprint",
     "freeze",
     "hash_state_dict",
     "is_stochastic",
@@ -250,6 +250,20 @@ def expert_fingerprint(expert: object) -> str:
     if isinstance(expert, nn.Module):
         hash_state_dict(h, expert.state_dict())
     return h.hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def describe_module(obj: object, attribute: str = "config") -> tuple[str, dict[str, Any] | None]:
+    """``obj``'s class as an import path, and a copy of its ``attribute`` mapping (``None`` when it has none).
+
+    How an expert that wraps another model names it in its own ``config``, and so in its fingerprint.
+
+    Example:
+        >>> describe_module(nn.Linear(2, 3))
+        ('torch.nn.modules.linear.Linear', None)
+    """
+    cls = type(obj)
+    value = getattr(obj, attribute, None)
+    return f"{cls.__module__}.{cls.__qualname__}", dict(value) if isinstance(value, Mapping) else None
 
 
 def describe_state_mismatch(

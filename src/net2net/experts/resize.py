@@ -17,8 +17,8 @@ from typing import Any
 
 from torch import Tensor
 
-from .protocols import FrozenExpert
 from .encoder_source import EncoderSource, _size_pair, resize_images
+from .protocols import FrozenExpert
 
 __all__ = ["Downsample", "low_res_encoder"]
 

@@ -130,7 +130,7 @@ def build_encoder_decoder(
     enc_c, dec_c = getattr(encoder, "in_channels", None), getattr(decoder, "out_channels", None)
     if enc_c is not None and dec_c is not None and enc_c != dec_c:
         raise ValueError(f"{key}: the encoder takes {enc_c} channel(s) but the decoder makes {dec_c}")
-    return encoder, decoder  # type: ignore[return-value]
+    return encoder, decoder
 
 
 def _check_state(
@@ -178,7 +178,7 @@ class AutoencoderTarget(nn.Module):
         self.requires_grad_(False)
         # the convolutions of both networks run ~1.5x faster on CPU with channels_last weights and inputs (the same
         # results to float rounding; state_dict bytes, and so fingerprints and exports, do not depend on the layout)
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (torch's stubs lack it)
         super().train(False)
 
     def train(self, mode: bool = True) -> AutoencoderTarget:
@@ -296,7 +296,7 @@ class AutoencoderTarget(nn.Module):
         arch = architecture_config(hparams)
         _check_expected(arch, expected, str(p))
         state = {
-            k: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.") or k.startswith("decoder.")
+            k: v for k, v in ckpt["state_dict"].items() if k.startswith(("encoder.", "decoder."))
         }
         return cls.from_state(arch, state, source=str(p))
 
@@ -310,22 +310,17 @@ class AutoencoderTarget(nn.Module):
             FileNotFoundError: if the file does not exist.
             ValueError: if it is not an autoencoder export, or its weights or architecture do not match.
         """
-        from safetensors import safe_open
+        from ..io import load_safetensors, read_safetensors_metadata
 
         p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"autoencoder weights not found: '{p}'")
-        try:
-            with safe_open(str(p), framework="pt", device=str(device)) as f:
-                metadata = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:
-            raise ValueError(f"cannot read '{p}' as a safetensors file: {e}") from e
+        what = "the autoencoder weights"
+        metadata = read_safetensors_metadata(p, what)  # FileNotFoundError, or ValueError naming the file
         if metadata.get("format") != EXPORT_FORMAT or "config" not in metadata:
             raise ValueError(
                 f"'{p}' is not an autoencoder export: expected metadata format={EXPORT_FORMAT!r} with a 'config' "
                 f"entry, received format={metadata.get('format')!r} and keys {sorted(metadata)}"
             )
+        state = load_safetensors(p, what, device=str(device))
         try:
             arch = architecture_config(json.loads(metadata["config"]))
         except (json.JSONDecodeError, AttributeError, TypeError) as e:

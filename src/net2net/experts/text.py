@@ -101,7 +101,10 @@ class SentenceEncoder(FrozenExpert):
         self.model_path = path
         self.normalize = bool(normalize)
         self.batch_size = batch_size
-        self.dim: int = int(self.model.get_embedding_dimension())
+        dim = self.model.get_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"SentenceEncoder: the model at {path} does not report its embedding dimension")
+        self.dim: int = int(dim)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -153,8 +156,10 @@ class SentenceEncoder(FrozenExpert):
     def _warn_truncated(self, batch: list[str]) -> None:
         """Warn about sentences longer than the model reads (sentence-transformers truncates them silently)."""
         limit = self.model.max_seq_length
+        if limit is None:  # no limit: nothing is truncated
+            return
         lengths = [len(ids) for ids in self.model.tokenizer(batch, add_special_tokens=True)["input_ids"]]
-        long = [(s, n) for s, n in zip(batch, lengths) if n > limit]
+        long = [(s, n) for s, n in zip(batch, lengths, strict=True) if n > limit]
         if long:
             s, n = long[0]
             warnings.warn(f"SentenceEncoder: {len(long)} sentence(s) longer than the {limit} word pieces the model "

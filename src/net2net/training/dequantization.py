@@ -52,18 +52,19 @@ class DequantizationVAEModule(L.LightningModule):
     ) -> None:  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
+        self.lr, self.kl_weight, self.accuracy_samples = lr, kl_weight, accuracy_samples
         self.vae = DequantizationVAE(**(vae_config or {}))
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         (h,) = batch
-        loss, parts = self.vae.loss(h, self.hparams.kl_weight)
+        loss, parts = self.vae.loss(h, self.kl_weight)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(h))
         self.log("train/rec", parts["rec"], batch_size=len(h))
         self.log("train/kl", parts["kl"], batch_size=len(h))
         return loss
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.Adam(self.vae.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.vae.parameters(), lr=self.lr)
 
     def export_weights(self, log_dir: Path, global_step: int) -> Path:
         """Write ``log_dir/dequantization_vae.safetensors``, with the steps and, when the data module holds the
@@ -71,9 +72,9 @@ class DequantizationVAEModule(L.LightningModule):
         self.vae.eval()
         meta = {"global_step": str(global_step)}
         trainer = self._trainer
-        embeddings = getattr(trainer.datamodule, "embeddings", None) if trainer is not None else None
+        embeddings = getattr(getattr(trainer, "datamodule", None), "embeddings", None)
         if isinstance(embeddings, Tensor):
-            accuracy = self.vae.class_accuracy(embeddings.to(self.device), self.hparams.accuracy_samples)
+            accuracy = self.vae.class_accuracy(embeddings.to(self.device), self.accuracy_samples)
             meta["class_accuracy"] = str(accuracy)
             log.info("dequantisation VAE: %.4f of the samples stay nearest to their own class embedding", accuracy)
         return self.vae.cpu().save(log_dir / VAE_NAME, meta)
