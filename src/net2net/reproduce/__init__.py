@@ -49,7 +49,7 @@ def reproduce(name: str, out_dir: str | Path = "docs/results", quick: bool = Fal
     ``"all"`` also writes ``<out_dir>/compute.md``: the compute report (Tab. S1 form) of every training run the
     experiments trained or reused, and the wall time of each experiment.
     """
-    from ._common import used_runs
+    from .experiment import used_runs
 
     names = list(EXPERIMENTS) if name == "all" else [name]
     unknown = [n for n in names if n not in EXPERIMENTS]

@@ -32,7 +32,7 @@ from ..data import FashionMNIST, Subset
 from ..images import make_grid
 from ..io import atomic_path
 from ..metrics import domain_fid, fit_unconditional_flow, heldout_nll, information_estimate, mean_pairwise_distance
-from ._common import (
+from .experiment import (
     AUTOENCODER,
     CLASSIFIER,
     batched,

@@ -44,7 +44,7 @@ from torch import Tensor
 
 from ..data import FashionMNIST, Subset
 from ..metrics import heldout_nll, mean_pairwise_distance
-from ._common import (
+from .experiment import (
     AUTOENCODER,
     CLASSIFIER,
     batched,

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..data import FASHION_MNIST_CLASSES, FashionMNIST, Subset
 from ..metrics import domain_fid, heldout_nll, information_estimate, mean_pairwise_distance
-from ._common import (
+from .experiment import (
     AUTOENCODER,
     CLASSIFIER,
     batched,

@@ -39,7 +39,7 @@ from torch import Tensor
 from ..data import FashionMNIST, Subset
 from ..experts.base import FrozenExpert
 from ..metrics import mean_pairwise_distance, psnr
-from ._common import (
+from .experiment import (
     AUTOENCODER,
     CLASSIFIER,
     batched,

@@ -41,7 +41,7 @@ from torch import Tensor
 from ..data import DCGANFaces, FashionMNIST, Subset
 from ..experts.encoder import resize_images
 from ..metrics import domain_fid, mean_pairwise_distance, psnr
-from ._common import (
+from .experiment import (
     AUTOENCODER,
     CLASSIFIER,
     batched,

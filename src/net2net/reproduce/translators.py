@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..data import FashionMNIST, Subset
 from ..metrics import domain_fid, mean_pairwise_distance
-from ._common import (
+from .experiment import (
     AUTOENCODER,
     CLASSIFIER,
     batched,

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from ..config import instantiate_from_config
 from ..metrics import heldout_nll, mean_pairwise_distance
-from ._common import (
+from .experiment import (
     batched,
     check_ints,
     cinn_config,
