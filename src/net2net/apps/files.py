@@ -56,7 +56,8 @@ class _Rows:
         for a in range(0, self.rows, size):
             b = min(a + size, self.rows)
             x = self._read(a, b)
-            yield a, b, torch.from_numpy(x.astype(np.float32) if x.dtype.kind == "f" else x)
+            # a float chunk is a converted copy; others (e.g. int labels) may be read-only views of a memory map
+            yield a, b, torch.from_numpy(x.astype(np.float32) if x.dtype.kind == "f" else np.array(x))
 
 
 def _write(out: PathLike, shape: tuple[int, ...], dtype: type, fill: Callable[[np.ndarray], None]) -> Path:
