@@ -326,6 +326,13 @@ def _add_module_args(parser: argparse.ArgumentParser, run: bool = False) -> None
                             help="import whatever the run's config names (only for runs you made or checked)")
 
 
+def _add_sampling_args(parser: argparse.ArgumentParser, n_help: str) -> None:
+    """``-n`` (``n_help``), ``--temperature`` and ``--seed`` of the commands that draw samples from a run."""
+    parser.add_argument("-n", type=int, default=8, help=f"{n_help} (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="scale of v ~ N(0, T^2 I)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
     """``fit``, ``sample``, ``score``, ``evaluate``, ``export``: translations of one's own embeddings."""
     from .training.fit import FitSettings
@@ -366,9 +373,7 @@ def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("run", help="a run folder (net2net fit / train) or an exported one")
     sample.add_argument("--source", required=True, help="z_src rows (fit runs) or the source expert's inputs")
     sample.add_argument("--source-key", default=None)
-    sample.add_argument("-n", type=int, default=8, help="samples per row (default: %(default)s)")
-    sample.add_argument("--temperature", type=float, default=1.0, help="scale of v ~ N(0, T^2 I)")
-    sample.add_argument("--seed", type=int, default=0)
+    _add_sampling_args(sample, "samples per row")
     sample.add_argument("--out", required=True, help="output .npy file")
     _add_module_args(sample, run=True)
     sample.set_defaults(func=_sample)
@@ -504,9 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("run", help="the run folder, e.g. runs/text2image")
     translate.add_argument("--text", nargs="+", default=None, help="sentences (text sources)")
     translate.add_argument("--labels", nargs="+", type=int, default=None, help="class or domain labels (label sources)")
-    translate.add_argument("-n", type=int, default=8, help="translations per input (default: %(default)s)")
-    translate.add_argument("--temperature", type=float, default=1.0, help="scale of v ~ N(0, T^2 I)")
-    translate.add_argument("--seed", type=int, default=0)
+    _add_sampling_args(translate, "translations per input")
     translate.add_argument("--out", default="outputs/translate", help="output folder (default: %(default)s)")
     _add_module_args(translate, run=True)
     translate.set_defaults(func=_translate)

@@ -87,17 +87,23 @@ def _outputs(tab: str, columns: int = 8) -> tuple[Any, Any]:
     return gallery, note
 
 
-def _image_tab(tab: str, inputs: Callable[[], list[Any]], button: str, fn: Callable[..., Output], api_name: str,
-               columns: int = 6) -> None:  # fmt: skip
-    """A tab's body: the controls ``inputs()`` builds (returned in the order of ``fn``'s arguments) and a button
-    on the left, the gallery and its note on the right; the button calls ``fn`` (API name ``api_name``)."""
-    with gr.Row():
-        with gr.Column(scale=1):
-            components = inputs()
-            run = gr.Button(button, variant="primary", elem_id=f"{tab}-run")
-        with gr.Column(scale=3):
-            gallery, note = _outputs(tab, columns=columns)
-    run.click(_handler(fn), components, [gallery, note], api_name=api_name)
+def _image_tab(backend: Backend, tab: str, available: bool, intro: str, inputs: Callable[[], list[Any]], button: str,
+               fn: Callable[..., Output], api_name: str, columns: int = 6) -> None:  # fmt: skip
+    """Tab ``tab``: if ``available``, ``intro``, the controls ``inputs()`` builds (returned in the order of ``fn``'s
+    arguments) and a button on the left, the gallery and its note on the right, the button calling ``fn`` (API
+    name ``api_name``); else the note saying which command makes its run."""
+    with gr.Tab(TABS[tab][0], id=tab):
+        if not available:
+            _missing(backend, tab)
+            return
+        gr.Markdown(intro)
+        with gr.Row():
+            with gr.Column(scale=1):
+                components = inputs()
+                run = gr.Button(button, variant="primary", elem_id=f"{tab}-run")
+            with gr.Column(scale=3):
+                gallery, note = _outputs(tab, columns=columns)
+        run.click(_handler(fn), components, [gallery, note], api_name=api_name)
 
 
 def build_app(backend: Backend) -> gr.Blocks:
@@ -128,61 +134,44 @@ def build_app(backend: Backend) -> gr.Blocks:
                 else:
                     _missing(backend, "text")
 
-            with gr.Tab(TABS["exemplar"][0], id="exemplar"):
-                if backend.has("exemplar"):
-                    gr.Markdown("Pick an exemplar and a class: the exemplar's residual with the new class (Eq. 6).")
 
-                    def exemplar_inputs() -> list[Any]:
-                        upload, index = _image_inputs("exemplar")
-                        target = gr.Dropdown(["all classes", *FASHION_MNIST_CLASSES], value="all classes",
-                                             label="Class", elem_id="exemplar-class")  # fmt: skip
-                        return [upload, index, target]
+            def exemplar_inputs() -> list[Any]:
+                upload, index = _image_inputs("exemplar")
+                target = gr.Dropdown(["all classes", *FASHION_MNIST_CLASSES], value="all classes", label="Class",
+                                     elem_id="exemplar-class")  # fmt: skip
+                return [upload, index, target]
 
-                    _image_tab("exemplar", exemplar_inputs, "Recombine", backend.exemplar, "exemplar")
-                else:
-                    _missing(backend, "exemplar")
+            _image_tab(backend, "exemplar", backend.has("exemplar"),
+                       "Pick an exemplar and a class: the exemplar's residual with the new class (Eq. 6).",
+                       exemplar_inputs, "Recombine", backend.exemplar, "exemplar")  # fmt: skip
 
-            with gr.Tab(TABS["diagnosis"][0], id="diagnosis"):
-                if backend.layers():
-                    gr.Markdown("What a layer of the Fashion-MNIST classifier keeps of an image: samples of images "
-                                "with the same activation at that layer.")  # fmt: skip
+            def diagnosis_inputs() -> list[Any]:
+                upload, index = _image_inputs("diagnosis")
+                layer = gr.Radio(backend.layers(), value=backend.layers()[0], label="Classifier layer",
+                                 elem_id="diagnosis-layer")  # fmt: skip
+                return [upload, index, layer, *_sampling_inputs("diagnosis", 11, temperature=False)]
 
-                    def diagnosis_inputs() -> list[Any]:
-                        upload, index = _image_inputs("diagnosis")
-                        layer = gr.Radio(backend.layers(), value=backend.layers()[0], label="Classifier layer",
-                                         elem_id="diagnosis-layer")  # fmt: skip
-                        return [upload, index, layer, *_sampling_inputs("diagnosis", 11, temperature=False)]
+            _image_tab(backend, "diagnosis", bool(backend.layers()),
+                       "What a layer of the Fashion-MNIST classifier keeps of an image: samples of images with the "
+                       "same activation at that layer.", diagnosis_inputs, "Sample", backend.diagnosis, "diagnosis")  # fmt: skip
 
-                    _image_tab("diagnosis", diagnosis_inputs, "Sample", backend.diagnosis, "diagnosis")
-                else:
-                    _missing(backend, "diagnosis")
+            def unpaired_inputs() -> list[Any]:
+                domains = backend.domains()
+                domain = gr.Radio(domains, value=domains[0], label="Domain of the input", elem_id="unpaired-domain")
+                upload, index = _image_inputs("unpaired")
+                n, temperature, seed = _sampling_inputs("unpaired", 4, 16, "Samples per domain")
+                return [domain, index, upload, temperature, seed, n]  # the order of Backend.transfer
 
-            with gr.Tab(TABS["unpaired"][0], id="unpaired"):
-                if backend.has("unpaired"):
-                    gr.Markdown("An image of one domain carried into the others through its residual (Sec. D).")
+            _image_tab(backend, "unpaired", backend.has("unpaired"),
+                       "An image of one domain carried into the others through its residual (Sec. D).",
+                       unpaired_inputs, "Transfer", backend.transfer, "transfer", columns=4)  # fmt: skip
 
-                    def unpaired_inputs() -> list[Any]:
-                        domains = backend.domains()
-                        domain = gr.Radio(domains, value=domains[0], label="Domain of the input",
-                                          elem_id="unpaired-domain")  # fmt: skip
-                        upload, index = _image_inputs("unpaired")
-                        n, temperature, seed = _sampling_inputs("unpaired", 4, 16, "Samples per domain")
-                        return [domain, index, upload, temperature, seed, n]  # the order of Backend.transfer
+            def superres_inputs() -> list[Any]:
+                return [*_image_inputs("superres"), *_sampling_inputs("superres", 11)]
 
-                    _image_tab("unpaired", unpaired_inputs, "Transfer", backend.transfer, "transfer", columns=4)
-                else:
-                    _missing(backend, "unpaired")
-
-            with gr.Tab(TABS["superres"][0], id="superres"):
-                if backend.has("superres"):
-                    gr.Markdown("Samples at 28 px of an image seen at low resolution (Fig. 4).")
-
-                    def superres_inputs() -> list[Any]:
-                        return [*_image_inputs("superres"), *_sampling_inputs("superres", 11)]
-
-                    _image_tab("superres", superres_inputs, "Sample", backend.superres, "superres")
-                else:
-                    _missing(backend, "superres")
+            _image_tab(backend, "superres", backend.has("superres"),
+                       "Samples at 28 px of an image seen at low resolution (Fig. 4).", superres_inputs, "Sample",
+                       backend.superres, "superres")  # fmt: skip
     return app
 
 
