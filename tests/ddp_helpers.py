@@ -7,15 +7,25 @@ that writes each rank's tensors into a folder, so that the test process can comp
 ``rank{R}_batch0.safetensors``  the first training batch this rank received (``z_src``, ``z_tgt``)
 ``rank{R}_init.safetensors``    the state_dict after the first forward pass (ActNorm initialised), before the update
 ``rank{R}.safetensors``         the state_dict when training ends
+
+``run_cli`` runs ``python -m net2net.cli ...`` in a subprocess as a multi-process job would start: a free
+rendezvous port, no launcher variables inherited, ``tests/`` on ``PYTHONPATH`` and a timeout that ends the whole
+process group (Lightning's ``ddp`` strategy starts the other ranks by re-running the command line).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pytest
 import torch
 from safetensors.torch import save_file
 from torch import Tensor
@@ -23,7 +33,41 @@ from torch.utils.data import Dataset
 
 from net2net.synthetic import LinearGaussian
 
-__all__ = ["LinearGaussianPairs", "StateDump"]
+__all__ = ["LinearGaussianPairs", "StateDump", "run_cli"]
+
+TESTS_DIR = Path(__file__).resolve().parent
+# environment variables that would make Lightning believe it already runs inside a launched/cluster job
+_LAUNCH_VARS = ("LOCAL_RANK", "NODE_RANK", "GLOBAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "PL_GLOBAL_SEED")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(args: Sequence[str], cwd: Path, timeout: float, what: str) -> str:
+    """``python -m net2net.cli *args`` in ``cwd`` as a fresh multi-process job; returns its output (stdout and
+    stderr). Fails the test, with the output's tail, when it exits non-zero or runs past ``timeout`` seconds (then
+    the process group, rank 1 included, is killed)."""
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS and not k.startswith("SLURM_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(TESTS_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        OMP_NUM_THREADS="1",
+    )
+    # a new session, so that a hang can be ended with the rank-1 process that Lightning starts (same process group)
+    proc = subprocess.Popen([sys.executable, "-m", "net2net.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"{what} did not finish within {timeout} s (hang?); output:\n{out[-4000:]}")
+    assert proc.returncode == 0, f"{what} failed (exit {proc.returncode}); output tail:\n{out[-4000:]}"
+    return out
 
 
 class LinearGaussianPairs(Dataset):

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from ddp_helpers import run_cli
 from safetensors.torch import load_file
 from torch import Tensor
 
@@ -31,7 +29,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs torch.distributed with the gloo backend and POSIX process groups",
 )
 
-TESTS_DIR = Path(__file__).resolve().parent
 WORLD_SIZE = 2
 BATCH_SIZE = 8
 STEPS = 4
@@ -46,16 +43,6 @@ FLOW_PARAMS = {
     "embedder_hidden_dim": 16,
     "embedder_depth": 1,
 }
-# environment variables that would make Lightning believe it already runs inside a launched/cluster job
-_LAUNCH_VARS = ("LOCAL_RANK", "NODE_RANK", "GLOBAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "PL_GLOBAL_SEED")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _config(dump_dir: Path) -> dict[str, Any]:
     return {
         "seed": 0,
@@ -98,29 +85,9 @@ def _run_ddp(tmp_path: Path) -> tuple[Path, Path]:
     run_dir, dump_dir = tmp_path / "run", tmp_path / "dump"
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(_config(dump_dir)), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS and not k.startswith("SLURM_")}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(TESTS_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(_free_port()),
-        OMP_NUM_THREADS="1",
-    )
-    cmd = [
-        sys.executable, "-m", "net2net.cli", "train", str(config), "--log-dir", str(run_dir), "--no-resume",
-        f"lightning.trainer.devices={WORLD_SIZE}", "lightning.trainer.strategy=ddp",
-        "lightning.trainer.accelerator=cpu",
-    ]  # fmt: skip
-    # a new session, so that a hang can be ended with the rank-1 process that Lightning starts (same process group)
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        out, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"2-process DDP training did not finish within {TIMEOUT_S} s (hang?); output:\n{out[-4000:]}")
-    assert proc.returncode == 0, f"2-process DDP training failed (exit {proc.returncode}); output tail:\n{out[-4000:]}"
+    run_cli(["train", str(config), "--log-dir", str(run_dir), "--no-resume", f"lightning.trainer.devices={WORLD_SIZE}",
+             "lightning.trainer.strategy=ddp", "lightning.trainer.accelerator=cpu"], tmp_path, TIMEOUT_S,
+            "2-process DDP training")  # fmt: skip
     return run_dir, dump_dir
 
 

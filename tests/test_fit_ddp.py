@@ -8,16 +8,12 @@ line); ``tests/ddp_helpers.StateDump`` writes each rank's tensors, added with a 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from test_ddp import _LAUNCH_VARS, TESTS_DIR, _assert_same, _free_port, _load, pytestmark  # noqa: F401
+from ddp_helpers import run_cli
+from test_ddp import _assert_same, _load, pytestmark  # noqa: F401
 from test_embeddings import _pairs
 
 STEPS = 100
@@ -42,37 +38,8 @@ ARGS = [
 
 
 def _fit(tmp_path: Path, name: str, extra: list[str]) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS and not k.startswith("SLURM_")}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(TESTS_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(_free_port()),
-        OMP_NUM_THREADS="1",
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "net2net.cli",
-        "fit",
-        "--source",
-        "src.npy",
-        "--target",
-        "tgt.npy",
-        "--out",
-        name,
-        *ARGS,
-        *extra,
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        out, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"net2net fit {name} did not finish within {TIMEOUT_S} s (hang?); output:\n{out[-4000:]}")
-    assert proc.returncode == 0, f"net2net fit {name} failed (exit {proc.returncode}):\n{out[-4000:]}"
+    run_cli(["fit", "--source", "src.npy", "--target", "tgt.npy", "--out", name, *ARGS, *extra], tmp_path, TIMEOUT_S,
+            f"net2net fit {name}")
     return json.loads((tmp_path / name / "model_card.json").read_text(encoding="utf-8"))
 
 

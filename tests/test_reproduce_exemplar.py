@@ -13,7 +13,7 @@ from net2net.experts.protocols import expert_fingerprint
 from net2net.experts.classifier import SmallResNet, load_classifier
 from net2net.experts.label import ClassifierArgmax, classifier_argmax_expert
 from net2net.reproduce import diagnosis
-from net2net.reproduce._common import CLASSIFIER, config_key
+from net2net.reproduce.experiment import CLASSIFIER, config_key
 from net2net.reproduce.exemplar import FULL, QUICK, ExemplarSettings, argmax_config, logits_config, run_exemplar
 
 

@@ -4,6 +4,7 @@ encode | translate | evaluate-autoencoder | serve``."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -11,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["CLIError", "main"]
 
@@ -23,12 +25,21 @@ class CLIError(Exception):
     """A usage error found by a command; ``main`` prints it as one line and exits with status 2."""
 
 
-def _user_modules_importable() -> None:
-    """Configs the user passes may name their own modules in the working folder, as ``python -m`` would find them.
-    Appended (not prepended): a stray ``torch.py`` in the folder cannot shadow an installed package."""
+def _import_user_modules(modules: Sequence[str]) -> None:
+    """Configs the user passes may name their own modules in the working folder, as ``python -m`` would find them;
+    then each ``--import MODULE`` is imported, before any config is read (as LightningCLI / Hydra users expect: a
+    module that registers OmegaConf resolvers or defines the classes a config names).
+
+    The folder is appended (not prepended): a stray ``torch.py`` in it cannot shadow an installed package. An
+    imported module is not trusted by a run folder's config for that (``--trust`` does that)."""
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # ImportError, or whatever the module raised while importing
+            raise CLIError(f"--import {name}: {type(e).__name__}: {e}") from e
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -56,7 +67,6 @@ def _encode(args: argparse.Namespace) -> int:
 
     configs = [a for a in args.items if "=" not in a]
     overrides = [a for a in args.items if "=" in a]
-    _user_modules_importable()
     try:
         cfg = load_config(configs, overrides)
     except (ValueError, FileNotFoundError) as e:
@@ -99,8 +109,9 @@ def _evaluate_autoencoder(args: argparse.Namespace) -> int:
             tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if args.png:
         with torch.no_grad():
-            rec = ae.decode(ae.encode_dist(images[:16])[0])
-            smp = ae.decode(torch.randn(16, ae.z_dim, generator=torch.Generator().manual_seed(args.seed)))
+            mean = ae.encode_dist(images[:16])[0]  # (16, z_dim)
+            rec = ae.decode(mean)
+            smp = ae.decode(torch.randn(mean.shape, generator=torch.Generator().manual_seed(args.seed)))
         grid = torch.cat([images[:16], rec.clamp(-1, 1), smp.clamp(-1, 1)])  # (48, C, H, W) in [-1, 1]
         save_png(make_grid(grid, nrow=16, scale=2), args.png)
     print(json.dumps(result, indent=2))
@@ -133,7 +144,6 @@ def _check_out_dir(out: Path) -> None:
 def _translate(args: argparse.Namespace) -> int:
     import torch
 
-    from .apps.translate import Net2Net
     from .experts.label import LabelEncoder
     from .images import make_grid, save_png
     from .io import atomic_save_safetensors
@@ -152,9 +162,8 @@ def _translate(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise CLIError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     _check_out_dir(out)
-    _user_modules_importable()  # modules named by --trust may live in the working folder
 
-    model = Net2Net.from_run(run, trust=args.trust or (), trust_config=args.trust_config)
+    model = _load_run(args)
     source = model.source
     text_module = sys.modules.get("net2net.experts.text")  # loaded when the run's source is a sentence encoder
     is_text = text_module is not None and isinstance(source, text_module.SentenceEncoder)
@@ -240,28 +249,18 @@ def _train(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise CLIError(f"--threads must be a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
-    _user_modules_importable()
     log_dir = train_from_config(configs, overrides, log_dir=args.log_dir, resume=not args.no_resume)
     print(f"net2net train: done; outputs in {log_dir}")
     return 0
 
 
-def _user_errors(handler):  # type: ignore[no-untyped-def]
-    """Bad input (files, shapes, dtypes, run folders) as one line on stderr and exit status 2 (-v: the traceback)."""
+def _load_run(args: argparse.Namespace) -> Any:
+    """``Net2Net.from_run(args.run)`` with the modules ``--trust`` names (``--trust-config``: any)."""
+    from .apps.translate import Net2Net
 
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
-            if args.debug:
-                raise
-            print(f"net2net {args.command}: error: {e}", file=sys.stderr)
-            return 2
-
-    return run
+    return Net2Net.from_run(args.run, trust=args.trust or (), trust_config=args.trust_config)
 
 
-@_user_errors
 def _fit(args: argparse.Namespace) -> int:
     from .training.fit import FitSettings, fit
 
@@ -279,31 +278,26 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def _sample(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .apps.files import sample_file
-    from .apps.translate import Net2Net
 
-    out = sample_file(Net2Net.from_run(args.run), args.source, args.out, n=args.n, temperature=args.temperature,
+    out = sample_file(_load_run(args), args.source, args.out, n=args.n, temperature=args.temperature,
                       seed=args.seed, source_key=args.source_key)  # fmt: skip
     print(json.dumps({"out": str(out), "shape": list(np.load(out, mmap_mode="r").shape)}))
     return 0
 
 
-@_user_errors
 def _score(args: argparse.Namespace) -> int:
     from .apps.files import score_file
-    from .apps.translate import Net2Net
 
-    out = score_file(Net2Net.from_run(args.run), args.source, args.target, args.out, source_key=args.source_key,
+    out = score_file(_load_run(args), args.source, args.target, args.out, source_key=args.source_key,
                      target_key=args.target_key)  # fmt: skip
     print(json.dumps({"out": str(out), "unit": "log p(z_tgt | z_src) in nats per row"}))
     return 0
 
 
-@_user_errors
 def _evaluate(args: argparse.Namespace) -> int:
     from .training.fit import evaluate_run
 
@@ -311,12 +305,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def _export(args: argparse.Namespace) -> int:
     from .training.fit import export_run
 
     print(f"net2net export: {export_run(args.run, args.out)}")
     return 0
+
+
+def _add_module_args(parser: argparse.ArgumentParser, run: bool = False) -> None:
+    """``--import MODULE`` (repeatable); for commands that load a run folder (``run``) also ``--trust`` and
+    ``--trust-config``."""
+    parser.add_argument("--import", dest="imports", action="append", metavar="MODULE", default=[],
+                        help="import this module of yours before the config is read (repeatable), e.g. one that "
+                        "registers OmegaConf resolvers; the working folder is on the import path")  # fmt: skip
+    if run:
+        parser.add_argument("--trust", action="append", metavar="MODULE", default=None,
+                            help="a module outside net2net that the run's config may import (repeatable); a run "
+                            "folder's config is code, see docs/security.md")  # fmt: skip
+        parser.add_argument("--trust-config", action="store_true",
+                            help="import whatever the run's config names (only for runs you made or checked)")
+
+
+def _add_sampling_args(parser: argparse.ArgumentParser, n_help: str) -> None:
+    """``-n`` (``n_help``), ``--temperature`` and ``--seed`` of the commands that draw samples from a run."""
+    parser.add_argument("-n", type=int, default=8, help=f"{n_help} (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="scale of v ~ N(0, T^2 I)")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
@@ -359,10 +373,9 @@ def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("run", help="a run folder (net2net fit / train) or an exported one")
     sample.add_argument("--source", required=True, help="z_src rows (fit runs) or the source expert's inputs")
     sample.add_argument("--source-key", default=None)
-    sample.add_argument("-n", type=int, default=8, help="samples per row (default: %(default)s)")
-    sample.add_argument("--temperature", type=float, default=1.0, help="scale of v ~ N(0, T^2 I)")
-    sample.add_argument("--seed", type=int, default=0)
+    _add_sampling_args(sample, "samples per row")
     sample.add_argument("--out", required=True, help="output .npy file")
+    _add_module_args(sample, run=True)
     sample.set_defaults(func=_sample)
 
     score = sub.add_parser("score", help="log p(target | source) in nats for each row pair of two files",
@@ -374,6 +387,7 @@ def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--source-key", default=None)
     score.add_argument("--target-key", default=None)
     score.add_argument("--out", required=True, help="output .npy file")
+    _add_module_args(score, run=True)
     score.set_defaults(func=_score)
 
     evaluate = sub.add_parser("evaluate", help="held-out NLL of a translation run and the information its source "
@@ -439,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=None,
                        help="PyTorch CPU threads (default: PyTorch's, one per core); 1 is often faster on a busy "
                        "machine")  # fmt: skip
+    _add_module_args(train)
     train.set_defaults(func=_train)
     _add_embedding_commands(sub)
 
@@ -482,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`net2net train` reuses it. Prints the cache folders.",
     )
     encode.add_argument("items", nargs="+", metavar="CONFIG_OR_OVERRIDE", help="YAML files, then key=value overrides")
+    _add_module_args(encode)
     encode.set_defaults(func=_encode)
 
     translate = sub.add_parser(
@@ -493,15 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("run", help="the run folder, e.g. runs/text2image")
     translate.add_argument("--text", nargs="+", default=None, help="sentences (text sources)")
     translate.add_argument("--labels", nargs="+", type=int, default=None, help="class or domain labels (label sources)")
-    translate.add_argument("-n", type=int, default=8, help="translations per input (default: %(default)s)")
-    translate.add_argument("--temperature", type=float, default=1.0, help="scale of v ~ N(0, T^2 I)")
-    translate.add_argument("--seed", type=int, default=0)
+    _add_sampling_args(translate, "translations per input")
     translate.add_argument("--out", default="outputs/translate", help="output folder (default: %(default)s)")
-    translate.add_argument("--trust", action="append", metavar="MODULE", default=None,
-                           help="a module outside net2net that the run's config may import (repeatable); a run "
-                           "folder's config is code, see docs/security.md")  # fmt: skip
-    translate.add_argument("--trust-config", action="store_true",
-                           help="import whatever the run's config names (only for runs you made or checked)")
+    _add_module_args(translate, run=True)
     translate.set_defaults(func=_translate)
 
     evaluate = sub.add_parser(
@@ -581,6 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = getattr(args, "steps", None)
         if steps is not None and steps < 1:
             raise CLIError(f"--steps must be a positive integer, got {args.steps}")
+        if hasattr(args, "imports"):  # commands that read a config or a run folder
+            _import_user_modules(args.imports)
         return args.func(args)
     except Exception as e:
         if args.debug:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from ..data.embeddings import open_embeddings
+from ..data.embeddings import open_embeddings, row_ranges
 from .translate import Net2Net
 
 __all__ = ["sample_file", "score_file"]
@@ -50,13 +50,13 @@ class _Rows:
         if data.ndim < 1 or len(data) == 0:
             raise ValueError(f"{name}: {p} holds no rows (shape {data.shape})")
         self.rows = len(data)
-        self._read = lambda a, b: np.ascontiguousarray(data[a:b])
+        self._read = lambda start, stop: np.ascontiguousarray(data[start:stop])
 
     def chunks(self, size: int) -> Iterator[tuple[int, int, torch.Tensor]]:
-        for a in range(0, self.rows, size):
-            b = min(a + size, self.rows)
+        for a, b in row_ranges(self.rows, size):
             x = self._read(a, b)
-            yield a, b, torch.from_numpy(x.astype(np.float32) if x.dtype.kind == "f" else x)
+            # a float chunk is a converted copy; others (e.g. int labels) may be read-only views of a memory map
+            yield a, b, torch.from_numpy(x.astype(np.float32) if x.dtype.kind == "f" else np.array(x))
 
 
 def _write(out: PathLike, shape: tuple[int, ...], dtype: type, fill: Callable[[np.ndarray], None]) -> Path:
@@ -115,7 +115,7 @@ def score_file(
         raise ValueError(f"source has {src.rows} rows but target has {tgt.rows}: score needs aligned pairs")
 
     def fill(arr: np.ndarray) -> None:
-        for (a, b, x), (_, _, y) in zip(src.chunks(chunk), tgt.chunks(chunk)):
+        for (a, b, x), (_, _, y) in zip(src.chunks(chunk), tgt.chunks(chunk), strict=True):  # same rows
             arr[a:b] = model.log_prob(y, x).double().cpu().numpy()
 
     return _write(out, (src.rows,), np.float64, fill)

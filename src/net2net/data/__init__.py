@@ -7,7 +7,6 @@ source in memory as uint8, converting per item. :class:`ConcatDomains` joins dat
 :func:`get_dataset` builds one by name.
 """
 
-from ._common import stratified_split
 from .captions import FASHION_MNIST_CAPTIONS, CaptionedDataset
 from .concat import ConcatDomains
 from .digits import DIGIT_CLASSES, Digits, MNIST5k
@@ -22,13 +21,14 @@ from .fashion_mnist import (
 )
 from .folder import IMAGE_EXTENSIONS, ImageFolder, find_images
 from .idx import read_idx
+from .image_arrays import stratified_split
 from .latent_cache import LatentDataset, encode_dataset
 from .subset import Subset
 
 __all__ = [
     "DATASETS",
-    "FASHION_MNIST_CAPTIONS",
     "DIGIT_CLASSES",
+    "FASHION_MNIST_CAPTIONS",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DEBIAN_DIR",
     "FASHION_MNIST_ENV",

@@ -41,7 +41,7 @@ class ConcatDomains(Dataset[dict[str, Any]]):
         self.domains: list[str] = [str(n) for n in names]
 
         shapes = []
-        for name, ds in zip(self.domains, self.datasets):
+        for name, ds in zip(self.domains, self.datasets, strict=True):
             if len(ds) == 0:  # type: ignore[arg-type]
                 raise ValueError(f"domain {name!r} is an empty dataset")
             item = ds[0]
@@ -49,7 +49,7 @@ class ConcatDomains(Dataset[dict[str, Any]]):
                 raise ValueError(f"domain {name!r}: items must be dicts with an 'image' key, got {type(item).__name__}")
             shapes.append(tuple(item["image"].shape))
         if len(set(shapes)) > 1:
-            listing = ", ".join(f"{n!r}: {s}" for n, s in zip(self.domains, shapes))
+            listing = ", ".join(f"{n!r}: {s}" for n, s in zip(self.domains, shapes, strict=True))
             raise ValueError(
                 f"all domains must produce images of the same shape (C, H, W), got {listing}; "
                 "pass the same size and channels to every dataset"
@@ -79,5 +79,5 @@ class ConcatDomains(Dataset[dict[str, Any]]):
         return item
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{n}={len(d)}" for n, d in zip(self.domains, self.datasets))  # type: ignore[arg-type]
+        parts = ", ".join(f"{n}={len(d)}" for n, d in zip(self.domains, self.datasets, strict=True))  # type: ignore[arg-type]
         return f"ConcatDomains({parts}, image_shape={self.image_shape})"

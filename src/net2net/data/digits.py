@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
-from ._common import ArrayImageDataset, check_seed, check_split, check_test_fraction, stratified_split
+from .image_arrays import ArrayImageDataset, check_seed, check_split, check_test_fraction, stratified_split
 
 __all__ = ["DIGIT_CLASSES", "Digits", "MNIST5k"]
 
@@ -47,20 +49,16 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 class _SplitDigits(ArrayImageDataset):
-    """A labelled array set split into train/test by a seeded stratified shuffle."""
+    """A labelled array set (``_arrays()``, values 0..``MAX_VALUE``) split into train/test by a seeded stratified
+    shuffle; ``size`` None: the native ``NATIVE_SIZE``."""
 
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        *,
-        max_value: float,
-        split: str,
-        size: int,
-        channels: int,
-        test_fraction: float,
-        seed: int,
-    ) -> None:
+    NATIVE_SIZE: ClassVar[int]
+    MAX_VALUE: ClassVar[float]
+    _arrays: ClassVar[Callable[[], tuple[np.ndarray, np.ndarray]]]
+
+    def __init__(self, split: str = "train", size: int | None = None, channels: int = 1, test_fraction: float = 0.2,
+                 seed: int = 0) -> None:  # fmt: skip
+        images, labels = type(self)._arrays()
         self.split = check_split(split)
         self.test_fraction = check_test_fraction(test_fraction)
         self.seed = check_seed(seed)
@@ -70,9 +68,8 @@ class _SplitDigits(ArrayImageDataset):
             raise ValueError(
                 f"{type(self).__name__}: split {split!r} is empty with test_fraction={test_fraction}; use a larger value"
             )
-        super().__init__(
-            images[self.indices], labels[self.indices], DIGIT_CLASSES, max_value=max_value, size=size, channels=channels
-        )
+        super().__init__(images[self.indices], labels[self.indices], DIGIT_CLASSES, max_value=self.MAX_VALUE,
+                         size=self.NATIVE_SIZE if size is None else size, channels=channels)  # fmt: skip
 
 
 class MNIST5k(_SplitDigits):
@@ -94,14 +91,8 @@ class MNIST5k(_SplitDigits):
         (1000, torch.Size([1, 32, 32]))
     """
 
-    def __init__(
-        self, split: str = "train", size: int = 28, channels: int = 1, test_fraction: float = 0.2, seed: int = 0
-    ) -> None:
-        images, labels = _mnist5k_arrays()
-        super().__init__(
-            images, labels, max_value=255, split=split, size=size, channels=channels,
-            test_fraction=test_fraction, seed=seed,
-        )  # fmt: skip
+    NATIVE_SIZE, MAX_VALUE = 28, 255
+    _arrays = staticmethod(_mnist5k_arrays)
 
 
 class Digits(_SplitDigits):
@@ -122,11 +113,5 @@ class Digits(_SplitDigits):
         (torch.Size([1, 32, 32]), ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
     """
 
-    def __init__(
-        self, split: str = "train", size: int = 8, channels: int = 1, test_fraction: float = 0.2, seed: int = 0
-    ) -> None:
-        images, labels = _digits_arrays()
-        super().__init__(
-            images, labels, max_value=16, split=split, size=size, channels=channels,
-            test_fraction=test_fraction, seed=seed,
-        )  # fmt: skip
+    NATIVE_SIZE, MAX_VALUE = 8, 16
+    _arrays = staticmethod(_digits_arrays)

@@ -56,6 +56,7 @@ __all__ = [
     "Standardization",
     "held_out_blocks",
     "open_embeddings",
+    "row_ranges",
     "scan_pair",
 ]
 
@@ -196,7 +197,7 @@ class EmbeddingArray:
         try:
             if self._pid == os.getpid():
                 self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:
             pass
 
     def read_raw(self, start: int, stop: int) -> list[np.ndarray]:
@@ -223,6 +224,12 @@ class EmbeddingArray:
         if len(chunks) == 1:
             return chunks[0].astype(np.float32, copy=chunks[0].dtype != np.float32 or not chunks[0].flags.writeable)
         return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def row_ranges(rows: int, size: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of at most ``size`` rows covering ``0:rows``."""
+    for start in range(0, rows, size):
+        yield start, min(start + size, rows)
 
 
 def open_embeddings(path: PathLike, key: str | None = None, name: str | None = None) -> EmbeddingArray:
@@ -377,8 +384,7 @@ def scan_pair(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=source.rows, unit="rows", desc="scanning", leave=False)
-    for start in range(0, source.rows, block_rows):
-        stop = min(start + block_rows, source.rows)
+    for start, stop in row_ranges(source.rows, block_rows):
         for name, arr in (("source", source), ("target", target)):
             raw = arr.read_raw(start, stop)
             _digest(hashes[name], raw)

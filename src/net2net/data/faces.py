@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ._common import check_channels, check_seed, check_size, check_split, to_image
+from .image_arrays import check_channels, check_seed, check_size, check_split, to_image
 
 __all__ = ["DCGANFaceGenerator", "DCGANFaces", "dcgan_face_weights_path", "load_dcgan_face_generator"]
 

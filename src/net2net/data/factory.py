@@ -7,11 +7,11 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from ._common import check_channels, check_size, check_split
 from .digits import Digits, MNIST5k
 from .faces import DCGANFaces
 from .fashion_mnist import FashionMNIST
 from .folder import ImageFolder
+from .image_arrays import check_channels, check_size, check_split
 
 __all__ = ["DATASETS", "get_dataset"]
 

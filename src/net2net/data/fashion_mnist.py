@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import ArrayImageDataset, check_split
 from .idx import IDX_DTYPES, read_idx
+from .image_arrays import ArrayImageDataset, check_split
 
 __all__ = [
     "FASHION_MNIST_CLASSES",

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from ._common import (
+from .image_arrays import (
     check_channels,
     check_seed,
     check_size,
@@ -113,7 +113,7 @@ class ImageFolder(Dataset[dict[str, Any]]):
             self.classes = [self.root.name]
             labels = np.zeros(len(files), dtype=np.int64)
         elif any(t is None for t in top):
-            loose = [str(p) for p, t in zip(files, top) if t is None][:3]
+            loose = [str(p) for p, t in zip(files, top, strict=True) if t is None][:3]
             raise ValueError(
                 f"{self.root} holds images both directly (e.g. {', '.join(loose)}) and in sub-folders; "
                 "put every image in a class sub-folder, or none"

@@ -12,7 +12,8 @@ Available (one module each, ``run_<name>(out_dir, quick, ...)``):
 - ``inpaint``: EfficientNet-Lite0 features of a masked image -> autoencoder (the talk's experiment 3);
 - ``translators``: the cINN against the MLP, a spline flow, flow matching and linear-Gaussian on three tasks.
 
-``--quick`` runs smaller versions; ``all`` runs every experiment in turn and writes the compute report.
+``--quick`` runs smaller versions; ``all`` runs every experiment in turn and writes the compute report. The
+experiments share the skeleton of :mod:`net2net.reproduce.experiment` (settings, set-up, training runs, page).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def reproduce(name: str, out_dir: str | Path = "docs/results", quick: bool = Fal
     ``"all"`` also writes ``<out_dir>/compute.md``: the compute report (Tab. S1 form) of every training run the
     experiments trained or reused, and the wall time of each experiment.
     """
-    from ._common import used_runs
+    from .experiment import used_runs
 
     names = list(EXPERIMENTS) if name == "all" else [name]
     unknown = [n for n in names if n not in EXPERIMENTS]

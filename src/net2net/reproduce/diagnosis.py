@@ -18,32 +18,35 @@ the MLP regresses to a mean image per class (FID far worse, no diversity) while 
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
 
 from ..data import FashionMNIST, Subset
-from ..images import make_grid
-from ..io import atomic_path
 from ..metrics import domain_fid, fit_unconditional_flow, heldout_nll, information_estimate, mean_pairwise_distance
-from ._common import (
-    AUTOENCODER,
+from .experiment import (
     CLASSIFIER,
+    Experiment,
+    FashionSettings,
+    autoencoder_translation_config,
     batched,
     cinn_config,
     classifier_features,
+    condition_of,
+    decode,
     encode_dist,
+    heldout_images,
     load_images,
     optim_config,
-    runs_root,
-    train_once,
-    trainer_config,
+    page_head,
+    sample_codes,
+    shipped_autoencoder,
+    shipped_classifier,
+    training_time_line,
 )
 
 __all__ = ["LAYERS", "DiagnosisSettings", "diagnosis_config", "run_diagnosis"]
@@ -55,8 +58,8 @@ LAYERS: dict[str, str] = {"early": "stage1", "middle": "stage3", "last": "fc"}
 
 
 @dataclass(frozen=True)
-class DiagnosisSettings:
-    """Sizes of one reproduction.
+class DiagnosisSettings(FashionSettings):
+    """Sizes of one reproduction (the first four fields are those of :class:`FashionSettings`).
 
     Arguments:
         train_images: Fashion-MNIST training images encoded and trained on (the early layer's activations take
@@ -69,12 +72,10 @@ class DiagnosisSettings:
         seed: of the data subsets, training and sampling.
     """
 
-    train_images: int = 60000
-    steps: int = 6000
-    test_images: int = 2000
-    samples: int = 8
     prior_steps: int | None = None
     seed: int = 0
+
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2, "seed": 0}
 
 
 QUICK = DiagnosisSettings(train_images=10000, steps=1500, test_images=1000)
@@ -85,41 +86,23 @@ def _source(layer: str) -> dict[str, Any]:
     return {"target": "net2net.experts.layer.classifier_expert", "params": {"path_or_model": CLASSIFIER, "layer": layer}}
 
 
-def _condition(layer: str) -> dict[str, Any]:
-    """``cond_dim`` or ``cond_shape`` of the layer's activation."""
-    from ..experts.layer import classifier_expert
-
-    with torch.no_grad():
-        shape = tuple(classifier_expert(CLASSIFIER, layer).encode(torch.zeros(1, 1, 28, 28)).shape[1:])
-    return {"cond_dim": shape[0]} if len(shape) == 1 else {"cond_shape": list(shape)}
-
-
 def diagnosis_config(layer: str, kind: str, settings: DiagnosisSettings) -> dict[str, Any]:
     """The training config (``target``/``params`` blocks) of the ``kind`` = ``"cinn"`` or ``"mlp"`` translator of
     classifier layer ``layer`` into the autoencoder."""
+    from ..experts.layer import classifier_expert
+
     if kind not in ("cinn", "mlp"):
         raise ValueError(f"kind must be 'cinn' or 'mlp', got {kind!r}")
-    cond = _condition(layer)
+    cond = condition_of(classifier_expert(CLASSIFIER, layer))
     if kind == "cinn":
         model = cinn_config(cond, settings.steps)
     else:
         model = {"target": "net2net.training.mlp.MLPTranslatorModule", "params": {
             "batch_size": 128, "optim": optim_config(settings.steps),
             "translator_config": {"target": "net2net.training.mlp.MLPTranslator", "params": {
-                "dim": 64, "hidden_dim": 256, "depth": 2, "embedding_dim": 64, **cond}}}}
-    fmnist = {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}
-    test = {"target": "net2net.data.FashionMNIST", "params": {"split": "test"}}
-    return {
-        "model": model,
-        "data": {"target": "net2net.training.translation.TranslationDataModule", "params": {
-            "name": f"diagnosis-{layer}", "batch_size": 128, "source": _source(layer),
-            "target": {"target": "net2net.experts.target.load_autoencoder_target", "params": {"path": AUTOENCODER}},
-            "train": {"target": "net2net.data.Subset", "params": {
-                "dataset": fmnist, "n": settings.train_images, "seed": settings.seed}},
-            "validation": {"target": "net2net.data.Subset", "params": {"dataset": test, "n": 512, "seed": 1}}}},
-        "seed": settings.seed,
-        "lightning": trainer_config(settings.steps),
-    }  # fmt: skip
+                "dim": 64, "hidden_dim": 256, "depth": 2, "embedding_dim": 64, **cond}}}}  # fmt: skip
+    return autoencoder_translation_config(f"diagnosis-{layer}", _source(layer), model, settings.steps,
+                                          settings.train_images, settings.seed)  # fmt: skip
 
 
 @torch.no_grad()
@@ -133,102 +116,70 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
         runs_dir: training runs (default ``<cache>/runs/reproduce``); finished runs are reused.
         settings: explicit sizes (overrides ``quick``).
     """
-    from ..experts.classifier import load_classifier
     from ..experts.layer import classifier_expert
-    from ..experts.target import load_autoencoder_target
     from ..training.cinn import load_cinn
     from ..training.mlp import load_mlp
 
-    settings = settings or (QUICK if quick else FULL)
-    out = Path(out_dir)
-    runs = runs_root(runs_dir)
-    t_start = time.perf_counter()
-    g = torch.Generator().manual_seed(settings.seed)
-
-    classifier = load_classifier(CLASSIFIER)
-    target = load_autoencoder_target(AUTOENCODER)
-
+    exp = Experiment.start("diagnosis", out_dir, quick, runs_dir, settings, QUICK, FULL)
+    s, g = exp.settings, exp.generator()
+    classifier, target = shipped_classifier(), shipped_autoencoder()
     features = classifier_features(classifier)
-    test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
-    real, labels = load_images(test)  # (N, 1, 28, 28)
-    mean, std = encode_dist(target, real)
-    z_test = mean + std * torch.randn(mean.shape, generator=g)  # (N, 64): codes as the cINN was trained on
-    recon = batched(target.decode, mean).clamp(-1, 1)
-    floor = domain_fid(recon, real, features)
+    real, labels = heldout_images(s.test_images, s.seed)  # (N, 1, 28, 28)
+    mean, _, z_test = sample_codes(target, real, g)  # (N, 64): codes as the cINN was trained on
+    floor = domain_fid(decode(target, mean), real, features)
 
     # H(z_tgt): an unconditional flow on the training codes (the same for every layer)
-    train = Subset(FashionMNIST(split="train"), settings.train_images, seed=settings.seed)
-    train_images, _ = load_images(train)
+    train_images, _ = load_images(Subset(FashionMNIST(split="train"), s.train_images, seed=s.seed))
     tm, ts = encode_dist(target, train_images)
     with torch.enable_grad():
         prior = fit_unconditional_flow(
             tm + ts * torch.randn(tm.shape, generator=g), n_blocks=12, hidden_dim=256, hidden_depth=2, batch_size=128,
-            lr=1.5e-3, steps=settings.prior_steps or settings.steps, seed=settings.seed)  # fmt: skip
+            lr=1.5e-3, steps=s.prior_steps or s.steps, seed=s.seed)  # fmt: skip
     nll_uncond = heldout_nll(prior, z_test)
 
-    rows, figures, seconds = [], {}, {}
+    rows = []
     for name, layer in LAYERS.items():
-        expert = classifier_expert(CLASSIFIER, layer)
-        z_src = batched(expert.encode, real)
+        z_src = batched(classifier_expert(CLASSIFIER, layer).encode, real)
         result: dict[str, Any] = {"layer": name, "module": layer, "shape": list(z_src.shape[1:])}
-        for kind, weights in (("cinn", "cinn.safetensors"), ("mlp", "mlp.safetensors")):
-            run, secs = train_once(diagnosis_config(layer, kind, settings), runs, f"diagnosis-{name}-{kind}", weights)
-            seconds[f"{name}/{kind}"] = round(secs, 1)
-            if kind == "cinn":
-                tau = load_cinn(run / weights)
-                z = tau.sample(z_src, n_samples=settings.samples, generator=g)  # (N, n, 64)
-                images = batched(target.decode, z.flatten(0, 1)).clamp(-1, 1).view(len(real), settings.samples, 1, 28, 28)
-                first = images[:, 0]
-                nll_cond = heldout_nll(tau, z_test, z_src)
-                info = information_estimate(nll_uncond, nll_cond, dim=64)
-                result.update(
-                    cinn_fid=domain_fid(first, real, features),
-                    cinn_diversity=float(mean_pairwise_distance(images).mean()),
-                    cinn_accuracy=float((batched(classifier, first).argmax(1) == labels).float().mean()),
-                    cinn_nll_nats_per_dim=float(nll_cond.mean() / 64),
-                    information_nats=info["mutual_information_nats"], information_stderr=info["stderr_nats"],
-                )  # fmt: skip
-                cinn_images = images
-            else:
-                mlp = load_mlp(run / weights).eval()
-                mlp_images = batched(lambda c: target.decode(mlp(c)), z_src).clamp(-1, 1)
-                result.update(
-                    mlp_fid=domain_fid(mlp_images, real, features),
-                    mlp_accuracy=float((batched(classifier, mlp_images).argmax(1) == labels).float().mean()),
-                )
+        # the cINN: samples, their FID, diversity and class, its held-out NLL and the layer's information
+        run = exp.train(f"{name}/cinn", diagnosis_config(layer, "cinn", s), f"diagnosis-{name}-cinn")
+        tau = load_cinn(run / "cinn.safetensors")
+        cinn_images = decode(target, tau.sample(z_src, n_samples=s.samples, generator=g))  # (N, n, 1, 28, 28)
+        first = cinn_images[:, 0]
+        nll_cond = heldout_nll(tau, z_test, z_src)
+        info = information_estimate(nll_uncond, nll_cond, dim=64)
+        result.update(
+            cinn_fid=domain_fid(first, real, features),
+            cinn_diversity=float(mean_pairwise_distance(cinn_images).mean()),
+            cinn_accuracy=float((batched(classifier, first).argmax(1) == labels).float().mean()),
+            cinn_nll_nats_per_dim=float(nll_cond.mean() / 64),
+            information_nats=info["mutual_information_nats"], information_stderr=info["stderr_nats"],
+        )  # fmt: skip
+        # the MLP: one translation per input
+        run = exp.train(f"{name}/mlp", diagnosis_config(layer, "mlp", s), f"diagnosis-{name}-mlp", "mlp.safetensors")
+        mlp = load_mlp(run / "mlp.safetensors").eval()
+        mlp_images = decode(target, batched(mlp, z_src))
+        result.update(
+            mlp_fid=domain_fid(mlp_images, real, features),
+            mlp_accuracy=float((batched(classifier, mlp_images).argmax(1) == labels).float().mean()),
+        )
         rows.append(result)
         # figure: per row one test image, the MLP's translation, then cINN samples (Fig. S4 layout)
         k = 8
         grid = torch.cat([real[:k, None], mlp_images[:k, None], cinn_images[:k, :6]], 1)  # (k, 8, 1, 28, 28)
-        figures[name] = make_grid(grid.flatten(0, 1) * 0.5 + 0.5, nrow=grid.shape[1], scale=2, padding=2)
+        exp.figure(grid.flatten(0, 1), f"diagnosis_{name}", nrow=grid.shape[1])
 
-    summary = {
-        "settings": asdict(settings), "quick": quick, "reconstruction_fid_floor": floor,
-        "entropy_tgt_nats_per_dim": float(nll_uncond.mean() / 64), "layers": rows, "train_seconds": seconds,
-        "seconds_total": round(time.perf_counter() - t_start, 1),
-    }  # fmt: skip
-    _write_page(out, summary, figures)
+    summary = exp.summary(reconstruction_fid_floor=floor, entropy_tgt_nats_per_dim=float(nll_uncond.mean() / 64),
+                          layers=rows, train_seconds=exp.train_seconds, seconds_total=exp.elapsed())  # fmt: skip
+    exp.write(summary, _page)
     return summary
 
 
-def _write_page(out: Path, summary: dict[str, Any], figures: dict[str, Tensor]) -> None:
-    from PIL import Image
-
-    fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    for name, grid in figures.items():
-        arr = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).squeeze(-1).numpy()
-        with atomic_path(fig_dir / f"diagnosis_{name}.png") as tmp:
-            Image.fromarray(arr).save(tmp, format="PNG")
-    with atomic_path(out / "diagnosis.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+def _page(summary: dict[str, Any]) -> list[str]:
+    """The lines of ``diagnosis.md``."""
     s = summary["settings"]
-    mode = "--quick" if summary["quick"] else ""
     lines = [
-        "# Diagnosis: what does a classifier layer know? (Fig. 5, supplementary Sec. E, Fig. S4)",
-        "",
-        f"Reproduce: `{('net2net reproduce diagnosis ' + mode).strip()}`",
-        "",
+        *page_head("Diagnosis: what does a classifier layer know? (Fig. 5, supplementary Sec. E, Fig. S4)", "diagnosis", summary["quick"]),
         f"Source Φ: layers of the shipped Fashion-MNIST classifier; target: the shipped autoencoder (z ∈ R⁶⁴). "
         f"Each translator trained {s['steps']} steps on {s['train_images']} training images; evaluated on "
         f"{s['test_images']} test images ({s['samples']} cINN samples each). Domain FID: Fréchet distance in the "
@@ -249,10 +200,8 @@ def _write_page(out: Path, summary: dict[str, Any], figures: dict[str, Tensor]) 
     lines += ["", "Diversity: mean pairwise RMS distance (images in [-1, 1]) between the cINN's translations of one input; "
               "the MLP translator is deterministic (0). Accuracy: the classifier's on the translations, w.r.t. the "
               "input's class.", ""]  # fmt: skip
-    for name in figures:
+    for name in LAYERS:
         lines += [f"**{name} layer** (rows: test image, MLP translation, 6 cINN samples):", "",
                   f"![{name}](figures/diagnosis_{name}.png)", ""]  # fmt: skip
-    lines += [f"Training time per run (s, 0 = reused): {json.dumps(summary['train_seconds'])}; total "
-              f"{summary['seconds_total']:.0f} s.", ""]  # fmt: skip
-    with atomic_path(out / "diagnosis.md") as tmp:
-        tmp.write_text("\n".join(lines), encoding="utf-8")
+    lines += [training_time_line(summary) + "."]
+    return lines

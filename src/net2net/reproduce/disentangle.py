@@ -35,28 +35,28 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..data import FashionMNIST, Subset
 from ..metrics import heldout_nll, mean_pairwise_distance
-from ._common import (
+from .experiment import (
     AUTOENCODER,
-    CLASSIFIER,
+    Experiment,
+    Settings,
+    autoencoder_translation_config,
     batched,
-    check_ints,
     cinn_config,
+    decode,
     encode_dist,
-    load_images,
-    runs_root,
-    save_figure,
-    train_once,
-    trainer_config,
-    write_page,
+    heldout_images,
+    page_head,
+    shipped_autoencoder,
+    shipped_classifier,
 )
 
 __all__ = ["DisentangleSettings", "disentangle_config", "run_disentangle"]
@@ -68,7 +68,7 @@ TOPS = (0, 2, 4, 6)  # T-shirt/top, pullover, coat, shirt: the classes of the wi
 
 
 @dataclass(frozen=True)
-class DisentangleSettings:
+class DisentangleSettings(Settings):
     """Sizes and the deformation of one reproduction.
 
     Arguments:
@@ -93,8 +93,10 @@ class DisentangleSettings:
     crop_scale: tuple[float, float] = (0.5, 1.0)
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_ints(self, {"steps": 1, "batch_size": 1, "train_images": 1, "test_images": 20, "samples": 2})
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"steps": 1, "batch_size": 1, "train_images": 1, "test_images": 20,
+                                             "samples": 2}  # fmt: skip
+
+    def check(self) -> None:
         strength = self.tps_strength
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not (
             math.isfinite(strength) and strength >= 0
@@ -115,23 +117,12 @@ FULL = DisentangleSettings()
 
 def disentangle_config(settings: DisentangleSettings) -> dict[str, Any]:
     """The training config (``target``/``params`` blocks) of τ: ``Θ(d(y)) -> Θ(y)`` on Fashion-MNIST."""
-    fmnist = {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}
-    test = {"target": "net2net.data.FashionMNIST", "params": {"split": "test"}}
     source = {"target": "net2net.experts.encoder_source.deformed_encoder", "params": {
         "path": AUTOENCODER, "flip": settings.flip, "tps_strength": settings.tps_strength,
         "crop_scale": list(settings.crop_scale), "seed": settings.seed}}  # fmt: skip
-    return {
-        "model": cinn_config({"cond_dim": 64}, settings.steps, batch_size=settings.batch_size),
-        "data": {"target": "net2net.training.translation.TranslationDataModule", "params": {
-            "name": "disentangle", "batch_size": settings.batch_size, "source": source,
-            "target": {"target": "net2net.experts.target.load_autoencoder_target", "params": {"path": AUTOENCODER}},
-            "train": {"target": "net2net.data.Subset", "params": {
-                "dataset": fmnist, "n": settings.train_images, "seed": settings.seed}},
-            "validation": {"target": "net2net.data.Subset", "params": {"dataset": test, "n": 512, "seed": 1}},
-            "progress": False}},
-        "seed": settings.seed,
-        "lightning": trainer_config(settings.steps),
-    }  # fmt: skip
+    model = cinn_config({"cond_dim": 64}, settings.steps, batch_size=settings.batch_size)
+    return autoencoder_translation_config("disentangle", source, model, settings.steps, settings.train_images,
+                                          settings.seed, batch_size=settings.batch_size, progress=False)  # fmt: skip
 
 
 # -- image statistics ------------------------------------------------------------------------------------
@@ -194,28 +185,22 @@ def run_disentangle(out_dir: str | Path = "docs/results", quick: bool = False, r
         runs_dir: training runs (default ``<cache>/runs/reproduce``); a finished run is reused.
         settings: explicit sizes (overrides ``quick``).
     """
-    from ..experts.classifier import load_classifier
     from ..experts.encoder_source import deformed_encoder
-    from ..experts.target import load_autoencoder_target
     from ..training.cinn import load_cinn
 
-    settings = settings or (QUICK if quick else FULL)
-    out = Path(out_dir)
-    t_start = time.perf_counter()
-
-    run, secs = train_once(disentangle_config(settings), runs_root(runs_dir), "disentangle")
+    exp = Experiment.start("disentangle", out_dir, quick, runs_dir, settings, QUICK, FULL)
+    settings = exp.settings
+    run = exp.train("cinn", disentangle_config(settings), "disentangle")
     tau = load_cinn(run / "cinn.safetensors").eval()
-    target = load_autoencoder_target(AUTOENCODER)
-    classifier = load_classifier(CLASSIFIER)
+    target, classifier = shipped_autoencoder(), shipped_classifier()
     phi = deformed_encoder(AUTOENCODER, flip=settings.flip, tps_strength=settings.tps_strength,
                            crop_scale=settings.crop_scale, seed=settings.seed + 3)  # fmt: skip
-    g = torch.Generator().manual_seed(settings.seed)
+    g = exp.generator()
 
-    test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
-    real, labels = load_images(test)  # (N, 1, 28, 28) in [-1, 1]
+    real, labels = heldout_images(settings.test_images, settings.seed)  # (N, 1, 28, 28) in [-1, 1]
     mean, std = encode_dist(target, real)  # (N, 64) each
     z_def = batched(phi.encode, real)  # (N, 64): Θ(d(y)), one random deformation per image
-    recon = batched(target.decode, mean).clamp(-1, 1)
+    recon = decode(target, mean)
     v = tau.residual(mean, mean)  # (N, 64): v_i = τ⁻¹(Θ(y_i) | Θ(y_i)), the shape code
     v_def = tau.residual(mean, z_def)  # with the deformed condition, as in training
 
@@ -226,7 +211,7 @@ def run_disentangle(out_dir: str | Path = "docs/results", quick: bool = False, r
         return batched(classifier, x).argmax(1)
 
     outputs: dict[str, dict[str, Any]] = {}
-    for kind, same in (("different", False), ("same", True)):
+    for same in (False, True):  # pairs of different classes, then of the same class
         i, j = _pairs(labels, same, g)
         eps = torch.randn(len(i), 64, generator=g)
         candidates = {
@@ -260,42 +245,40 @@ def run_disentangle(out_dir: str | Path = "docs/results", quick: bool = False, r
     nll_def = heldout_nll(tau, z_tgt, z_def) / 64
     nll_undef = heldout_nll(tau, z_tgt, mean) / 64
     k = min(100, len(real))
-    samples = tau.sample(mean[:k], n_samples=settings.samples, generator=g)  # (k, n, 64)
-    sample_images = batched(target.decode, samples.flatten(0, 1)).clamp(-1, 1).view(k, settings.samples, 1, 28, 28)
-    summary: dict[str, Any] = {
-        "settings": asdict(settings), "quick": quick, "outputs": outputs,
-        "nll_nats_per_dim_deformed_condition": float(nll_def.mean()),
-        "nll_nats_per_dim_undeformed_condition": float(nll_undef.mean()),
-        "residual_mean_square": float(v.square().mean()), "residual_mean_square_deformed": float(v_def.square().mean()),
-        "diversity": float(mean_pairwise_distance(sample_images).mean()),
-        "probe_accuracy_v": _linear_probe(v, labels, settings.seed),
-        "probe_accuracy_z": _linear_probe(mean, labels, settings.seed),
-        "probe_accuracy_v_deformed": _linear_probe(v_def, labels, settings.seed),
-        "train_seconds": {"cinn": round(secs, 1)},
-    }  # fmt: skip
+    sample_images = decode(target, tau.sample(mean[:k], n_samples=settings.samples, generator=g))  # (k, n, 1, 28, 28)
+    summary = exp.summary(
+        outputs=outputs,
+        nll_nats_per_dim_deformed_condition=float(nll_def.mean()),
+        nll_nats_per_dim_undeformed_condition=float(nll_undef.mean()),
+        residual_mean_square=float(v.square().mean()), residual_mean_square_deformed=float(v_def.square().mean()),
+        diversity=float(mean_pairwise_distance(sample_images).mean()),
+        probe_accuracy_v=_linear_probe(v, labels, settings.seed),
+        probe_accuracy_z=_linear_probe(mean, labels, settings.seed),
+        probe_accuracy_v_deformed=_linear_probe(v_def, labels, settings.seed),
+        train_seconds=exp.train_seconds,
+    )  # fmt: skip
     step_s = _seconds_per_step(run)
     if step_s is not None:
         summary["train_seconds_per_step"] = step_s
     summary["live_encoding_seconds_per_batch"] = _live_encoding_seconds(phi, target, real, settings.batch_size)
 
     # figures: Fig. S1 grids (shape images in the first column, appearance images in the first row)
-    figures = out / "figures"
     mixed = _distinct_classes(labels, 8, g, offset=0)
     app = _distinct_classes(labels, 8, g, offset=1)
-    save_figure(_grid(real, mean, v, mixed, app, swap), figures / "disentangle_swap.png", nrow=9)
+    exp.figure(_grid(real, mean, v, mixed, app, swap), "disentangle_swap", nrow=9)
     tops = (labels[:, None] == torch.tensor(TOPS)).any(1).nonzero().flatten()  # (T,) indices of tops
     tops = tops if len(tops) >= 12 else torch.arange(len(labels))  # tiny test sets: any images
     pick = tops[torch.randperm(len(tops), generator=g)[:12]]
-    save_figure(_grid(real, mean, v, pick[:6], pick[6:], swap), figures / "disentangle_swap_tops.png", nrow=7)
+    exp.figure(_grid(real, mean, v, pick[:6], pick[6:], swap), "disentangle_swap_tops", nrow=7)
     deformed = torch.stack([real[:8]] + [phi.deform(real[:8]) for _ in range(5)], 1)  # (8, 6, 1, 28, 28)
-    save_figure(torch.cat([deformed, recon[:8, None], sample_images[:8, :5]], 1).flatten(0, 1),
-                figures / "disentangle_deformations.png", nrow=12)  # fmt: skip
-    summary["seconds_total"] = round(time.perf_counter() - t_start, 1)
+    exp.figure(torch.cat([deformed, recon[:8, None], sample_images[:8, :5]], 1).flatten(0, 1),
+               "disentangle_deformations", nrow=12)  # fmt: skip
+    summary["seconds_total"] = exp.elapsed()
     swap_row = outputs["swap"]
     log.info("disentangle: swap has the appearance's class in %.1f %% of cross-class pairs, the silhouette closer to "
              "the shape image in %.1f %% of same-class pairs", 100 * swap_row["class_of_appearance"],
              100 * swap_row["shape_closer"])  # fmt: skip
-    write_page(out, "disentangle", _page(summary), summary)
+    exp.write(summary, _page)
     return summary
 
 
@@ -379,13 +362,9 @@ def _findings(summary: dict[str, Any]) -> list[str]:
 
 def _page(summary: dict[str, Any]) -> list[str]:
     s = summary["settings"]
-    mode = " --quick" if summary["quick"] else ""
     o = summary["outputs"]
     lines = [
-        "# Unsupervised disentangling of shape and appearance (supplementary Sec. C, Fig. S1)",
-        "",
-        f"Reproduce: `net2net reproduce disentangle{mode}`",
-        "",
+        *page_head("Unsupervised disentangling of shape and appearance (supplementary Sec. C, Fig. S1)", "disentangle", summary["quick"]),
         "Source Φ = Θ∘d: a random deformation d (horizontal flip, thin-plate-spline warp with control points moved "
         f"by up to {s['tps_strength']} half-widths, crop of {s['crop_scale'][0]:g}-{s['crop_scale'][1]:g} of the area "
         "resized back) followed by the encoder Θ of the shipped Fashion-MNIST autoencoder; target: the autoencoder "

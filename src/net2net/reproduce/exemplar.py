@@ -31,33 +31,33 @@ requested class; in exemplar-guided synthesis the condition decides the class an
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data import FASHION_MNIST_CLASSES, FashionMNIST, Subset
+from ..data import FASHION_MNIST_CLASSES
 from ..metrics import domain_fid, heldout_nll, information_estimate, mean_pairwise_distance
-from ._common import (
-    AUTOENCODER,
-    CLASSIFIER,
-    batched,
-    check_ints,
-    classifier_features,
-    encode_dist,
-    load_images,
-    runs_root,
-    save_figure,
-    train_once,
-    write_page,
-)
 from .diagnosis import DiagnosisSettings, diagnosis_config
+from .experiment import (
+    CLASSIFIER,
+    Experiment,
+    FashionSettings,
+    batched,
+    classifier_features,
+    decode,
+    heldout_images,
+    page_head,
+    sample_codes,
+    shipped_autoencoder,
+    shipped_classifier,
+)
 
-__all__ = ["ExemplarSettings", "FULL", "QUICK", "argmax_config", "logits_config", "run_exemplar"]
+__all__ = ["FULL", "QUICK", "ExemplarSettings", "argmax_config", "logits_config", "run_exemplar"]
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ N_CLASSES = 10
 
 
 @dataclass(frozen=True)
-class ExemplarSettings:
-    """Sizes of one reproduction.
+class ExemplarSettings(FashionSettings):
+    """Sizes of one reproduction (the first four fields are those of :class:`FashionSettings`).
 
     Arguments:
         train_images: Fashion-MNIST training images both cINNs are trained on (as ``diagnosis``, so that the logits
@@ -79,18 +79,15 @@ class ExemplarSettings:
         seed: of the data subsets, training and sampling.
     """
 
-    train_images: int = 60000
-    steps: int = 6000
-    test_images: int = 2000
-    samples: int = 8
     class_samples: int = 100
     exemplars: int = 500
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        # samples, class_samples, exemplars >= 2: the pairwise measures need pairs
-        check_ints(self, {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2, "class_samples": 2,
-                          "exemplars": 2, "seed": 0})  # fmt: skip
+    # samples, class_samples, exemplars >= 2: the pairwise measures need pairs
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2, "class_samples": 2, "exemplars": 2,
+                "seed": 0}  # fmt: skip
+
+    def check(self) -> None:
         if self.exemplars > self.test_images:
             raise ValueError(
                 f"ExemplarSettings.exemplars ({self.exemplars}) must not exceed test_images ({self.test_images}): "
@@ -206,54 +203,39 @@ def run_exemplar(out_dir: str | Path = "docs/results", quick: bool = False, runs
         runs_dir: training runs (default ``<cache>/runs/reproduce``); finished runs are reused.
         settings: explicit sizes (overrides ``quick``).
     """
-    from ..experts.classifier import load_classifier
     from ..experts.label import classifier_argmax_expert
     from ..experts.layer import classifier_expert
-    from ..experts.target import load_autoencoder_target
     from ..training.cinn import load_cinn
 
-    settings = settings or (QUICK if quick else FULL)
-    out = Path(out_dir)
-    runs = runs_root(runs_dir)
-    t_start = time.perf_counter()
+    exp = Experiment.start("exemplar", out_dir, quick, runs_dir, settings, QUICK, FULL)
+    s = exp.settings
+    taus = {name: load_cinn(exp.train(name, cfg, run_name) / "cinn.safetensors")
+            for name, run_name, cfg in (("logits", "diagnosis-last-cinn", logits_config(s)),
+                                        ("argmax", "exemplar-argmax-cinn", argmax_config(s)))}  # fmt: skip
+    g = exp.generator()
 
-    seconds: dict[str, float] = {}
-    taus = {}
-    for name, run_name, cfg in (("logits", "diagnosis-last-cinn", logits_config(settings)),
-                                ("argmax", "exemplar-argmax-cinn", argmax_config(settings))):  # fmt: skip
-        run, secs = train_once(cfg, runs, run_name)
-        seconds[name] = round(secs, 1)
-        taus[name] = load_cinn(run / "cinn.safetensors")
-    g = torch.Generator().manual_seed(settings.seed)
-
-    classifier = load_classifier(CLASSIFIER)
-    target = load_autoencoder_target(AUTOENCODER)
+    classifier, target = shipped_classifier(), shipped_autoencoder()
     features = classifier_features(classifier)
-    sources = {"logits": classifier_expert(CLASSIFIER, "fc"), "argmax": classifier_argmax_expert(CLASSIFIER)}
+    sources: dict[str, Any] = {"logits": classifier_expert(CLASSIFIER, "fc"), "argmax": classifier_argmax_expert(CLASSIFIER)}
 
-    test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
-    real, labels = load_images(test)  # (N, 1, 28, 28)
-    n = len(real)
+    real, labels = heldout_images(s.test_images, s.seed)  # (N, 1, 28, 28)
     conds = {name: batched(src.encode, real) for name, src in sources.items()}  # (N, 10) each
     pred = conds["logits"].argmax(1)  # (N,): the condition's class
-    mean, std = encode_dist(target, real)  # (N, 64) each
-    z_test = mean + std * torch.randn(mean.shape, generator=g)  # codes as the cINNs were trained on
-    recon = batched(target.decode, mean).clamp(-1, 1)
+    mean, _, z_test = sample_codes(target, real, g)  # (N, 64) each: codes as the cINNs were trained on
+    recon = decode(target, mean)
 
     # 1. translation of held-out test images: logits vs argmax
     rows, samples, nlls = [], {}, {}
     for name, tau in taus.items():
-        z = tau.sample(conds[name], n_samples=settings.samples, generator=g)  # (N, S, 64)
-        images = batched(target.decode, z.flatten(0, 1)).clamp(-1, 1)  # (N*S, 1, 28, 28)
-        predicted = batched(classifier, images).argmax(1)  # (N*S,)
-        images = images.view(n, settings.samples, 1, 28, 28)
+        images = decode(target, tau.sample(conds[name], n_samples=s.samples, generator=g))  # (N, S, 1, 28, 28)
+        predicted = batched(classifier, images.flatten(0, 1)).argmax(1)  # (N*S,)
         nlls[name] = heldout_nll(tau, z_test, conds[name])
         rows.append({
             "condition": name,
             "diversity": float(mean_pairwise_distance(images).mean()),
             "distance_to_input": float(_rms(images, real[:, None]).mean()),
-            "accuracy_condition": float((predicted == pred.repeat_interleave(settings.samples)).float().mean()),
-            "accuracy_label": float((predicted == labels.repeat_interleave(settings.samples)).float().mean()),
+            "accuracy_condition": float((predicted == pred.repeat_interleave(s.samples)).float().mean()),
+            "accuracy_label": float((predicted == labels.repeat_interleave(s.samples)).float().mean()),
             "fid": domain_fid(images[:, 0], real, features),
             "nll_nats_per_dim": float(nlls[name].mean() / 64),
         })  # fmt: skip
@@ -262,15 +244,14 @@ def run_exemplar(out_dir: str | Path = "docs/results", quick: bool = False, runs
 
     # 2. label-to-image with the argmax cINN
     onehots = torch.eye(N_CLASSES)
-    z = taus["argmax"].sample(onehots, n_samples=settings.class_samples, generator=g)  # (10, K, 64)
-    per_class = batched(target.decode, z.flatten(0, 1)).clamp(-1, 1)  # (10*K, 1, 28, 28)
-    predicted = batched(classifier, per_class).argmax(1).view(N_CLASSES, settings.class_samples)
-    per_class = per_class.view(N_CLASSES, settings.class_samples, 1, 28, 28)
+    per_class = decode(target, taus["argmax"].sample(onehots, n_samples=s.class_samples, generator=g))
+    # per_class: (10, K, 1, 28, 28)
+    predicted = batched(classifier, per_class.flatten(0, 1)).argmax(1).view(N_CLASSES, s.class_samples)
     diversity = mean_pairwise_distance(per_class)  # (10,)
     classes = []
     for c in range(N_CLASSES):
         is_c = labels == c
-        real_c, recon_c = real[is_c][: settings.class_samples], recon[is_c][: settings.class_samples]
+        real_c, recon_c = real[is_c][: s.class_samples], recon[is_c][: s.class_samples]
         enough = len(real_c) >= 2
         classes.append({
             "class": FASHION_MNIST_CLASSES[c],
@@ -288,7 +269,7 @@ def run_exemplar(out_dir: str | Path = "docs/results", quick: bool = False, runs
     }
 
     # 3. exemplar-guided synthesis (Eq. 6) with the argmax cINN; control: random residuals
-    m = settings.exemplars
+    m = s.exemplars
     tau = taus["argmax"]
     own = F.one_hot(pred[:m], N_CLASSES).float()  # (M, 10): the exemplars' own conditions
     residuals = {"exemplar": tau.residual(mean[:m], own), "random": torch.randn(m, 64, generator=g)}
@@ -296,55 +277,50 @@ def run_exemplar(out_dir: str | Path = "docs/results", quick: bool = False, runs
     for name, v in residuals.items():
         z = torch.stack([tau.inverse(v, onehots[c].expand(m, N_CLASSES))[0] for c in range(N_CLASSES)], 1)
         # z: (M, 10, 64), exemplar m's residual under class c
-        images = batched(target.decode, z.flatten(0, 1)).clamp(-1, 1).view(m, N_CLASSES, 1, 28, 28)
+        images = decode(target, z)  # (M, 10, 1, 28, 28)
         swap_rows.append({"residual": name, **_swap_measures(images, real[:m], pred[:m], classifier)})
         swaps[name] = images
     recon_rms = float(_rms(recon[:m], real[:m]).mean())
 
-    figures = _figures(out, real, pred, samples, per_class, swaps["exemplar"], settings)
-    summary = {
-        "settings": asdict(settings), "quick": quick,
-        "translation": rows, "information_logits_beyond_argmax_nats": extra["mutual_information_nats"],
-        "information_logits_beyond_argmax_stderr": extra["stderr_nats"],
-        "label_to_image": label2image, "exemplar_guided": swap_rows, "reconstruction_rms": recon_rms,
-        "figures": figures, "train_seconds": seconds, "seconds_total": round(time.perf_counter() - t_start, 1),
-    }  # fmt: skip
-    write_page(out, "exemplar", _page(summary), summary)
+    figures = _figures(exp, real, pred, samples, per_class, swaps["exemplar"])
+    summary = exp.summary(
+        translation=rows, information_logits_beyond_argmax_nats=extra["mutual_information_nats"],
+        information_logits_beyond_argmax_stderr=extra["stderr_nats"],
+        label_to_image=label2image, exemplar_guided=swap_rows, reconstruction_rms=recon_rms,
+        figures=figures, train_seconds=exp.train_seconds, seconds_total=exp.elapsed(),
+    )  # fmt: skip
+    exp.write(summary, _page)
     return summary
 
 
-def _figures(out: Path, real: Tensor, pred: Tensor, samples: dict[str, Tensor], per_class: Tensor, swaps: Tensor,
-             settings: ExemplarSettings) -> dict[str, str]:  # fmt: skip
+def _figures(exp: Experiment[ExemplarSettings], real: Tensor, pred: Tensor, samples: dict[str, Tensor],
+             per_class: Tensor, swaps: Tensor) -> dict[str, str]:  # fmt: skip
     """Write the three figures; returns ``{name: path relative to out}``."""
-    fig_dir = out / "figures"
+    settings = exp.settings
     blank = torch.ones(1, 1, 28, 28)  # a white tile separating groups of columns
     # exemplars (rows, one per predicted class where the exemplars have one) x the 10 classes, as Fig. S5
     m = len(swaps)
     rows = [int((pred[:m] == c).nonzero()[0]) for c in range(N_CLASSES) if (pred[:m] == c).any()]
     swap_grid = torch.cat([torch.cat([real[i : i + 1], blank, swaps[i]]) for i in rows])  # (R*12, 1, 28, 28)
-    save_figure(swap_grid, fig_dir / "exemplar_swap.png", nrow=N_CLASSES + 2)
+    exp.figure(swap_grid, "exemplar_swap", nrow=N_CLASSES + 2)
     # label-to-image: classes (rows) x samples, as Fig. S6
     k = min(10, settings.class_samples)
-    save_figure(per_class[:, :k].flatten(0, 1), fig_dir / "exemplar_label2image.png", nrow=k)
+    exp.figure(per_class[:, :k].flatten(0, 1), "exemplar_label2image", nrow=k)
     # test images: input | samples given the logits | samples given the argmax
     s, r = min(6, settings.samples), min(8, len(real))
     grid = torch.cat([torch.cat([real[i : i + 1], blank, samples["logits"][i, :s], blank, samples["argmax"][i, :s]])
                       for i in range(r)])  # fmt: skip  # (r * (2s+3), 1, 28, 28)
-    save_figure(grid, fig_dir / "exemplar_logits_vs_argmax.png", nrow=2 * s + 3)
+    exp.figure(grid, "exemplar_logits_vs_argmax", nrow=2 * s + 3)
     return {name: f"figures/exemplar_{name}.png" for name in ("swap", "label2image", "logits_vs_argmax")}
 
 
 def _page(summary: dict[str, Any]) -> list[str]:
     """The lines of ``exemplar.md``."""
     s = summary["settings"]
-    mode = " --quick" if summary["quick"] else ""
     t = {r["condition"]: r for r in summary["translation"]}
     l2i = summary["label_to_image"]
     lines = [
-        "# Label-to-image and exemplar-guided synthesis (Fig. 7a, supplementary Fig. S5, S6)",
-        "",
-        f"Reproduce: `net2net reproduce exemplar{mode}`",
-        "",
+        *page_head("Label-to-image and exemplar-guided synthesis (Fig. 7a, supplementary Fig. S5, S6)", "exemplar", summary["quick"]),
         "Source Φ: the shipped Fashion-MNIST classifier, read as (a) its logits (the `diagnosis` experiment's "
         "last-layer cINN, reused) or (b) the one-hot argmax of its logits; target: the shipped autoencoder "
         f"(z ∈ R⁶⁴). Each cINN trained {s['steps']} steps on {s['train_images']} training images; evaluated on "

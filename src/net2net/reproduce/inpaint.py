@@ -24,14 +24,12 @@ half of that experiment, does not apply to grey Fashion-MNIST images and is not 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -39,18 +37,20 @@ from torch import Tensor
 from ..data import FashionMNIST, Subset
 from ..experts.protocols import FrozenExpert
 from ..metrics import mean_pairwise_distance, psnr
-from ._common import (
-    AUTOENCODER,
-    CLASSIFIER,
+from .experiment import (
+    Experiment,
+    FashionSettings,
+    autoencoder_translation_config,
     batched,
-    check_ints,
     cinn_config,
+    condition_of,
+    decode,
+    heldout_images,
     load_images,
-    runs_root,
-    save_figure,
-    train_once,
-    trainer_config,
-    write_page,
+    page_head,
+    shipped_autoencoder,
+    shipped_classifier,
+    training_time_line,
 )
 
 __all__ = ["FULL", "QUICK", "InpaintSettings", "MaskedImageExpert", "apply_mask", "inpaint_config", "run_inpaint"]
@@ -124,8 +124,8 @@ class MaskedImageExpert(FrozenExpert):
 
 
 @dataclass(frozen=True)
-class InpaintSettings:
-    """Sizes of one reproduction.
+class InpaintSettings(FashionSettings):
+    """Sizes of one reproduction (the first four fields are those of :class:`FashionSettings`).
 
     Arguments:
         train_images: Fashion-MNIST training images encoded and trained on (EfficientNet-Lite0 at 56 px up to
@@ -139,19 +139,20 @@ class InpaintSettings:
         seed: of the data subsets, training and sampling.
     """
 
-    train_images: int = 60000
-    steps: int = 6000
-    test_images: int = 2000
-    samples: int = 8
     layers: tuple[str, ...] = ("_blocks.10", "pool")
     resize: int = 56
     box: tuple[int, int, int, int] = (7, 7, 14, 14)
     seed: int = 0
 
+    # samples >= 2: diversity needs pairs; below 16 px the ImageNet network has nothing left to see
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2,
+                                             "resize": 16}  # fmt: skip
+
     def __post_init__(self) -> None:
-        _check_box(self.box)
-        # samples >= 2: diversity needs pairs; below 16 px the ImageNet network has nothing left to see
-        check_ints(self, {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2, "resize": 16})
+        _check_box(self.box)  # before the int checks, as before: a bad box is named first
+        super().__post_init__()
+
+    def check(self) -> None:
         if isinstance(self.layers, str) or not self.layers or len(set(self.layers)) != len(self.layers):
             raise ValueError(f"layers must be a non-empty tuple of distinct layer names, got {self.layers!r}")
 
@@ -170,31 +171,13 @@ def _source(layer: str, settings: InpaintSettings) -> dict[str, Any]:
     return {"target": f"{__name__}.MaskedImageExpert", "params": params}
 
 
-def _condition(expert: MaskedImageExpert) -> dict[str, Any]:
-    """``cond_dim`` or ``cond_shape`` of the expert's activation."""
-    with torch.no_grad():
-        shape = tuple(expert.encode(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE)).shape[1:])
-    return {"cond_dim": shape[0]} if len(shape) == 1 else {"cond_shape": list(shape)}
-
-
 def inpaint_config(layer: str, settings: InpaintSettings) -> dict[str, Any]:
     """The training config (``target``/``params`` blocks) of the cINN from the masked image's EfficientNet-Lite0
     layer ``layer`` into the autoencoder."""
-    cond = _condition(MaskedImageExpert(settings.box, layer, settings.resize))
-    fmnist = {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}
-    test = {"target": "net2net.data.FashionMNIST", "params": {"split": "test"}}
-    return {
-        "model": cinn_config(cond, settings.steps),
-        "data": {"target": "net2net.training.translation.TranslationDataModule", "params": {
-            "name": f"inpaint-{_slug(layer)}", "batch_size": 128, "source": _source(layer, settings),
-            "target": {"target": "net2net.experts.target.load_autoencoder_target", "params": {"path": AUTOENCODER}},
-            "train": {"target": "net2net.data.Subset", "params": {
-                "dataset": fmnist, "n": settings.train_images, "seed": settings.seed}},
-            "validation": {"target": "net2net.data.Subset", "params": {
-                "dataset": test, "n": min(256, settings.test_images), "seed": 1}}}},
-        "seed": settings.seed,
-        "lightning": trainer_config(settings.steps),
-    }  # fmt: skip
+    cond = condition_of(MaskedImageExpert(settings.box, layer, settings.resize))
+    return autoencoder_translation_config(f"inpaint-{_slug(layer)}", _source(layer, settings),
+                                          cinn_config(cond, settings.steps), settings.steps, settings.train_images,
+                                          settings.seed, val_images=min(256, settings.test_images))  # fmt: skip
 
 
 def _region_errors(images: Tensor, real: Tensor, mask: Tensor) -> dict[str, float | None]:
@@ -206,7 +189,7 @@ def _region_errors(images: Tensor, real: Tensor, mask: Tensor) -> dict[str, floa
     if images.dim() == 4:
         images = images[:, None]  # (N, 1, 1, 28, 28)
     ref = real[:, None].expand_as(images)
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for where, m in (("inside", mask), ("outside", ~mask)):
         a = images[..., m].flatten(0, 1)  # (N*n, 1, K): the region's K pixels
         b = ref[..., m].flatten(0, 1)
@@ -233,19 +216,13 @@ def run_inpaint(out_dir: str | Path = "docs/results", quick: bool = False, runs_
         runs_dir: training runs (default ``<cache>/runs/reproduce``); finished runs are reused.
         settings: explicit sizes (overrides ``quick``).
     """
-    from ..experts.classifier import load_classifier
-    from ..experts.target import load_autoencoder_target
     from ..training.cinn import load_cinn
 
-    settings = settings or (QUICK if quick else FULL)
-    out = Path(out_dir)
-    runs = runs_root(runs_dir)
-    t_start = time.perf_counter()
-    g = torch.Generator().manual_seed(settings.seed)
+    exp = Experiment.start("inpaint", out_dir, quick, runs_dir, settings, QUICK, FULL)
+    settings = exp.settings
+    g = exp.generator()
     mask = _mask(settings.box)
-
-    classifier = load_classifier(CLASSIFIER)
-    target = load_autoencoder_target(AUTOENCODER)
+    classifier, target = shipped_classifier(), shipped_autoencoder()
 
     def accuracy(images: Tensor, labels: Tensor) -> float:
         return float((batched(classifier, images).argmax(1) == labels).float().mean())
@@ -253,10 +230,8 @@ def run_inpaint(out_dir: str | Path = "docs/results", quick: bool = False, runs_
     def reconstruct(x: Tensor) -> Tensor:
         return batched(lambda b: target.decode(target.encode_dist(b)[0]), x).clamp(-1, 1)
 
-    test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
-    real, labels = load_images(test)  # (N, 1, 28, 28)
-    train = Subset(FashionMNIST(split="train"), settings.train_images, seed=settings.seed)
-    mean_image = torch.stack([train[i]["image"] for i in range(len(train))]).mean(0)  # (1, 28, 28)
+    real, labels = heldout_images(settings.test_images, settings.seed)  # (N, 1, 28, 28)
+    mean_image = load_images(Subset(FashionMNIST(split="train"), settings.train_images, seed=settings.seed))[0].mean(0)
 
     masked = apply_mask(real, settings.box)
     mean_fill = torch.where(mask, mean_image, real)
@@ -275,17 +250,15 @@ def run_inpaint(out_dir: str | Path = "docs/results", quick: bool = False, runs_
     k = min(len(x) for x in per_class)
     reference = _diversity(torch.stack([x[:k] for x in per_class]), mask) if k >= 2 else {}
 
-    figures, seconds, layers = [], {}, []
+    layers = []
     for layer in settings.layers:
         expert = MaskedImageExpert(settings.box, layer, settings.resize)
-        run, secs = train_once(inpaint_config(layer, settings), runs, f"inpaint-{_slug(layer)}")
-        seconds[layer] = round(secs, 1)
+        run = exp.train(layer, inpaint_config(layer, settings), f"inpaint-{_slug(layer)}")
         tau = load_cinn(run / "cinn.safetensors")
         z_src = batched(expert.encode, real, batch_size=250)
         log.info("inpaint: evaluating the cINN of %s (%s) on %d test images", layer, tuple(z_src.shape[1:]), len(real))
-        z = tau.sample(z_src, n_samples=settings.samples, generator=g)  # (N, n, 64)
         n = settings.samples
-        samples = batched(target.decode, z.flatten(0, 1)).clamp(-1, 1).view(len(real), n, 1, 28, 28)
+        samples = decode(target, tau.sample(z_src, n_samples=n, generator=g))  # (N, n, 1, 28, 28)
         shape = list(z_src.shape[1:])
         layers.append({"layer": layer, "shape": shape})
         sample_accuracy = accuracy(samples.flatten(0, 1), labels.repeat_interleave(n))  # all N*n samples
@@ -298,15 +271,11 @@ def run_inpaint(out_dir: str | Path = "docs/results", quick: bool = False, runs_
         rows_shown = 8
         grid = torch.cat([masked[:rows_shown, None], baselines["autoencoder of the masked input"][:rows_shown, None],
                           samples[:rows_shown, :6], real[:rows_shown, None]], 1)  # (8, 9, 1, 28, 28)  # fmt: skip
-        path = save_figure(grid.flatten(0, 1), out / "figures" / f"inpaint_{_slug(layer)}.png", nrow=grid.shape[1])
-        figures.append((layer, shape, path.name))
+        exp.figure(grid.flatten(0, 1), f"inpaint_{_slug(layer)}", nrow=grid.shape[1])
 
-    summary = {
-        "settings": asdict(settings), "quick": quick, "layers": layers, "rows": rows,
-        "reference_same_class_diversity": reference, "train_seconds": seconds,
-        "seconds_total": round(time.perf_counter() - t_start, 1),
-    }  # fmt: skip
-    _write_page(out, summary, figures)
+    summary = exp.summary(layers=layers, rows=rows, reference_same_class_diversity=reference,
+                          train_seconds=exp.train_seconds, seconds_total=exp.elapsed())  # fmt: skip
+    exp.write(summary, _page)
     return summary
 
 
@@ -353,16 +322,13 @@ def _findings(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-def _write_page(out: Path, summary: dict[str, Any], figures: list[tuple[str, list[int], str]]) -> None:
+def _page(summary: dict[str, Any]) -> list[str]:
+    """The lines of ``inpaint.md``."""
     s = summary["settings"]
     top, left, height, width = s["box"]
-    mode = " --quick" if summary["quick"] else ""
     ref = summary["reference_same_class_diversity"]
     lines = [
-        "# Inpainting with an ImageNet classifier as the source expert (NeurIPS talk, experiment 3)",
-        "",
-        f"Reproduce: `net2net reproduce inpaint{mode}`",
-        "",
+        *page_head("Inpainting with an ImageNet classifier as the source expert (NeurIPS talk, experiment 3)", "inpaint", summary["quick"]),
         f"Source Φ: a layer of the ImageNet EfficientNet-Lite0 (offline weights) on a *masked* Fashion-MNIST image: "
         f"the {height}×{width} box at rows {top}–{top + height - 1}, columns {left}–{left + width - 1} is set to grey "
         f"(0 in [-1, 1]; the background is -1), the grey image is replicated to RGB and upsampled to {s['resize']} "
@@ -400,10 +366,10 @@ def _write_page(out: Path, summary: dict[str, Any], figures: list[tuple[str, lis
         _LAYER_CHOICE,
         "",
     ]
-    for layer, shape, name in figures:
+    for entry in summary["layers"]:
+        layer, shape = entry["layer"], entry["shape"]
         lines += [f"**Φ = `{layer}` ({'x'.join(map(str, shape))})** (per row one test image: masked input, "
                   "autoencoder of the masked input, 6 cINN samples, the original):",
-                  "", f"![{layer}](figures/{name})", ""]  # fmt: skip
-    lines += [f"Training time per run (s, 0 = reused): {json.dumps(summary['train_seconds'])}; total "
-              f"{summary['seconds_total']:.0f} s.", ""]  # fmt: skip
-    write_page(out, "inpaint", lines, summary)
+                  "", f"![{layer}](figures/inpaint_{_slug(layer)}.png)", ""]  # fmt: skip
+    lines += [training_time_line(summary) + ".", ""]
+    return lines

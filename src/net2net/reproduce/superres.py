@@ -27,33 +27,33 @@ upsampling gives one blurry answer.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import time
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data import DCGANFaces, FashionMNIST, Subset
+from ..data import DCGANFaces
 from ..experts.encoder_source import resize_images
 from ..metrics import domain_fid, mean_pairwise_distance, psnr
-from ._common import (
-    AUTOENCODER,
-    CLASSIFIER,
+from .experiment import (
+    Experiment,
+    Settings,
+    autoencoder_translation_config,
     batched,
-    check_ints,
     cinn_config,
     classifier_features,
-    load_images,
-    runs_root,
-    save_figure,
-    train_once,
+    decode,
+    heldout_images,
+    page_head,
+    shipped_autoencoder,
+    shipped_classifier,
     trainer_config,
-    write_page,
+    training_time_line,
 )
 
 __all__ = ["FULL", "QUICK", "SuperresSettings", "face_config", "fashion_config", "low_res_autoencoder_config",
@@ -67,7 +67,7 @@ FACE_Z_DIM = 100  # the DCGAN generator's latent
 
 
 @dataclass(frozen=True)
-class SuperresSettings:
+class SuperresSettings(Settings):
     """Sizes of one reproduction.
 
     Arguments:
@@ -92,9 +92,12 @@ class SuperresSettings:
     samples: int = 8
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        # samples >= 2: diversity needs pairs
-        check_ints(self, {f.name: {"seed": 0, "samples": 2}.get(f.name, 1) for f in fields(self)})
+    # samples >= 2: diversity needs pairs
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"ae_steps": 1, "train_images": 1, "steps": 1, "test_images": 1,
+                                             "face_train": 1, "face_steps": 1, "face_test": 1, "samples": 2,
+                                             "seed": 0}  # fmt: skip
+
+    def check(self) -> None:
         if self.train_images > 60000:
             raise ValueError(f"SuperresSettings.train_images must be <= 60000 (Fashion-MNIST), got {self.train_images}")
         if self.test_images > 10000:
@@ -145,21 +148,10 @@ def low_res_autoencoder_config(settings: SuperresSettings = FULL) -> dict[str, A
 def fashion_config(ae_weights: str | Path, settings: SuperresSettings) -> dict[str, Any]:
     """The cINN config: 14 px autoencoder code (its encoder on the downsampled 28 px image) -> the shipped 28 px
     autoencoder's code, trained on cached latents of ``settings.train_images`` training images."""
-    fmnist = {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}
-    test = {"target": "net2net.data.FashionMNIST", "params": {"split": "test"}}
-    return {
-        "model": cinn_config({"cond_dim": 64}, settings.steps),
-        "data": {"target": "net2net.training.translation.TranslationDataModule", "params": {
-            "name": "superres-fmnist", "batch_size": 128,
-            "source": {"target": "net2net.experts.resize.low_res_encoder", "params": {"path": str(ae_weights)}},
-            "target": {"target": "net2net.experts.target.load_autoencoder_target", "params": {"path": AUTOENCODER}},
-            "train": {"target": "net2net.data.Subset", "params": {
-                "dataset": fmnist, "n": settings.train_images, "seed": settings.seed}},
-            "validation": {"target": "net2net.data.Subset", "params": {
-                "dataset": test, "n": min(512, settings.test_images), "seed": 1}}}},
-        "seed": settings.seed,
-        "lightning": trainer_config(settings.steps),
-    }  # fmt: skip
+    source = {"target": "net2net.experts.resize.low_res_encoder", "params": {"path": str(ae_weights)}}
+    return autoencoder_translation_config("superres-fmnist", source, cinn_config({"cond_dim": 64}, settings.steps),
+                                          settings.steps, settings.train_images, settings.seed,
+                                          val_images=min(512, settings.test_images))  # fmt: skip
 
 
 def face_config(settings: SuperresSettings) -> dict[str, Any]:
@@ -192,9 +184,9 @@ def _paired_metrics(images: Tensor, low: Tensor, real: Tensor) -> dict[str, floa
     ``low`` ``(N, C, h, w)`` and its input; fidelity: mean PSNR against the original ``real`` ``(N, C, H, W)``;
     diversity: mean pairwise RMS distance of the ``m`` outputs of one input (0 for ``m = 1``).
     """
-    n, m = images.shape[:2]
+    m = images.shape[1]
     flat = images.flatten(0, 1)  # (N * m, C, H, W)
-    down = resize_images(flat, tuple(low.shape[-2:]))  # (N * m, C, h, w)
+    down = resize_images(flat, (low.shape[-2], low.shape[-1]))  # (N * m, C, h, w)
     low_m = low.repeat_interleave(m, 0)
     return {
         "consistency_psnr": float(psnr(down, low_m).mean()),
@@ -212,30 +204,25 @@ def _upsample(low: Tensor, size: int, mode: str) -> Tensor:
 
 
 @torch.no_grad()
-def _fashion_part(runs: Path, settings: SuperresSettings, out: Path, g: torch.Generator) -> dict[str, Any]:
-    from ..experts.classifier import load_classifier
+def _fashion_part(exp: Experiment[SuperresSettings], g: torch.Generator) -> dict[str, Any]:
     from ..experts.resize import low_res_encoder
-    from ..experts.target import load_autoencoder_target
     from ..training.cinn import load_cinn
 
-    ae_run, ae_secs = train_once(low_res_autoencoder_config(settings), runs, "superres-ae14", "autoencoder.safetensors")
+    settings = exp.settings
+    ae_run = exp.train("ae14", low_res_autoencoder_config(settings), "superres-ae14", "autoencoder.safetensors")
     ae_weights = ae_run / "autoencoder.safetensors"
     # the cINN run is named after the autoencoder's weights too: retrained weights -> a new cINN
-    name = f"superres-fmnist-{_file_digest(ae_weights)}"
-    run, cinn_secs = train_once(fashion_config(ae_weights, settings), runs, name)
+    run = exp.train("fmnist_cinn", fashion_config(ae_weights, settings), f"superres-fmnist-{_file_digest(ae_weights)}")
     tau = load_cinn(run / "cinn.safetensors")
     phi = low_res_encoder(ae_weights)
-    target = load_autoencoder_target(AUTOENCODER)
-    classifier = load_classifier(CLASSIFIER)
+    target, classifier = shipped_autoencoder(), shipped_classifier()
     features = classifier_features(classifier)
 
-    test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
-    real, labels = load_images(test)  # (N, 1, 28, 28)
-    n, k = len(real), settings.samples
+    real, labels = heldout_images(settings.test_images, settings.seed)  # (N, 1, 28, 28)
+    k = settings.samples
     low = resize_images(real, LOW_RES)  # (N, 1, 14, 14): what the source sees
     z_src = batched(phi.encode, real)  # (N, 64)
-    z = tau.sample(z_src, n_samples=k, generator=g)  # (N, k, 64)
-    samples = batched(target.decode, z.flatten(0, 1)).clamp(-1, 1).view(n, k, 1, 28, 28)
+    samples = decode(target, tau.sample(z_src, n_samples=k, generator=g))  # (N, k, 1, 28, 28)
 
     def evaluate(images: Tensor) -> dict[str, float]:
         """All metrics of ``(N, m, 1, 28, 28)`` outputs; the FID of the first output per input (N against the N
@@ -262,9 +249,8 @@ def _fashion_part(runs: Path, settings: SuperresSettings, out: Path, g: torch.Ge
     r = 8
     grid = torch.cat([_upsample(low[:r], 28, "nearest")[:, None], _upsample(low[:r], 28, "bicubic")[:, None],
                       samples[:r, :6], real[:r, None]], 1)  # fmt: skip  # (r, 3 + min(k, 6), 1, 28, 28)
-    save_figure(grid.flatten(0, 1), out / "figures" / "superres_fashion_mnist.png", nrow=grid.shape[1], scale=2)
-    return {"methods": methods, "reference": reference,
-            "train_seconds": {"ae14": round(ae_secs, 1), "fmnist_cinn": round(cinn_secs, 1)}}  # fmt: skip
+    exp.figure(grid.flatten(0, 1), "superres_fashion_mnist", nrow=grid.shape[1], scale=2)
+    return {"methods": methods, "reference": reference}
 
 
 def _same_class_diversity(real: Tensor, labels: Tensor, k: int, g: torch.Generator) -> float:
@@ -280,12 +266,13 @@ def _same_class_diversity(real: Tensor, labels: Tensor, k: int, g: torch.Generat
 
 
 @torch.no_grad()
-def _face_part(runs: Path, settings: SuperresSettings, out: Path, g: torch.Generator) -> dict[str, Any]:
+def _face_part(exp: Experiment[SuperresSettings], g: torch.Generator) -> dict[str, Any]:
     from ..data.faces import load_dcgan_face_generator
     from ..experts.resize import Downsample
     from ..training.cinn import load_cinn
 
-    run, secs = train_once(face_config(settings), runs, "superres-faces")
+    settings = exp.settings
+    run = exp.train("faces_cinn", face_config(settings), "superres-faces")
     tau = load_cinn(run / "cinn.safetensors")
     dcgan = load_dcgan_face_generator()
 
@@ -306,8 +293,8 @@ def _face_part(runs: Path, settings: SuperresSettings, out: Path, g: torch.Gener
     r = 8
     grid = torch.cat([_upsample(low[:r], 64, "nearest")[:, None], bilinear[:r, None], samples[:r, :6],
                       real[:r, None]], 1)  # fmt: skip  # (r, 3 + min(k, 6), 3, 64, 64)
-    save_figure(grid.flatten(0, 1), out / "figures" / "superres_faces.png", nrow=grid.shape[1], scale=1)
-    return {"methods": methods, "train_seconds": {"faces_cinn": round(secs, 1)}}
+    exp.figure(grid.flatten(0, 1), "superres_faces", nrow=grid.shape[1], scale=1)
+    return {"methods": methods}
 
 
 def run_superres(out_dir: str | Path = "docs/results", quick: bool = False, runs_dir: str | Path | None = None,
@@ -320,22 +307,13 @@ def run_superres(out_dir: str | Path = "docs/results", quick: bool = False, runs
         runs_dir: training runs (default ``<cache>/runs/reproduce``); finished runs are reused.
         settings: explicit sizes (overrides ``quick``).
     """
-    settings = settings or (QUICK if quick else FULL)
-    out = Path(out_dir)
-    runs = runs_root(runs_dir)
-    t_start = time.perf_counter()
-    g = torch.Generator().manual_seed(settings.seed)
-    fashion = _fashion_part(runs, settings, out, g)
-    faces = _face_part(runs, settings, out, g)
-    summary = {
-        "settings": asdict(settings), "quick": quick,
-        "fashion_mnist": {k: v for k, v in fashion.items() if k != "train_seconds"},
-        "faces": {k: v for k, v in faces.items() if k != "train_seconds"},
-        "train_seconds": {**fashion["train_seconds"], **faces["train_seconds"]},
-        "seconds_total": round(time.perf_counter() - t_start, 1),
-    }  # fmt: skip
-    write_page(out, "superres", _page(summary), summary)
-    log.info("superres: wrote %s in %.0f s", out / "superres.md", summary["seconds_total"])
+    exp = Experiment.start("superres", out_dir, quick, runs_dir, settings, QUICK, FULL)
+    g = exp.generator()
+    fashion = _fashion_part(exp, g)
+    faces = _face_part(exp, g)
+    summary = exp.summary(fashion_mnist=fashion, faces=faces, train_seconds=exp.train_seconds,
+                          seconds_total=exp.elapsed())  # fmt: skip
+    exp.write(summary, _page)
     return summary
 
 
@@ -344,10 +322,7 @@ def _page(summary: dict[str, Any]) -> list[str]:
     fm, faces = summary["fashion_mnist"], summary["faces"]
     ref = fm["reference"]
     lines = [
-        "# Stochastic super-resolution (Fig. 4)",
-        "",
-        f"Reproduce: `{('net2net reproduce superres ' + ('--quick' if summary['quick'] else '')).strip()}`",
-        "",
+        *page_head("Stochastic super-resolution (Fig. 4)", "superres", summary["quick"]),
         "The paper translates an autoencoder on low-resolution images into an autoencoder at high resolution: "
         "the cINN samples high-resolution images that agree with the low-resolution input. Consistency: PSNR "
         "(dB, images in [-1, 1], range 2) and RMS distance between the output downsampled to the input's size "
@@ -397,8 +372,7 @@ def _page(summary: dict[str, Any]) -> list[str]:
         "",
         *_findings(summary),
         "",
-        f"Training time per run (s, 0 = reused): {json.dumps(summary['train_seconds'])}; total "
-        f"{summary['seconds_total']:.0f} s (wall time, on a machine shared with other jobs when it was run). The full "
+        f"{training_time_line(summary)} (wall time, on a machine shared with other jobs when it was run). The full "
         f"version (`net2net reproduce superres`: {FULL.ae_steps} autoencoder steps, {FULL.steps} steps per cINN, all "
         f"{FULL.train_images} training images, {FULL.face_train} face pairs) needs about an hour on 2 idle CPU cores "
         "(an estimate from the step times of the quick version).",

@@ -6,7 +6,6 @@ plus the domain FID of the generated images against real test images of the desc
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,8 @@ import torch
 
 from ..data import FASHION_MNIST_CAPTIONS, FashionMNIST
 from ..data.captions import HELD_OUT_ORIGINAL
-from ..io import atomic_path
 from ..metrics import domain_fid
+from .experiment import classifier_features, page_head, shipped_classifier, write_page
 
 __all__ = ["run_text2image"]
 
@@ -25,15 +24,13 @@ __all__ = ["run_text2image"]
 def run_text2image(out_dir: str | Path = "docs/results", quick: bool = False) -> dict[str, Any]:
     """Train (or reuse) the main job's cINN, evaluate it and write ``<out_dir>/text2image.md`` and its figure."""
     from ..apps.text2image import run_text2image as train_and_evaluate
-    from ..apps.text2image import text2image_config
     from ..apps.translate import Net2Net
-    from ..experts.classifier import load_classifier
 
     out = Path(out_dir)
     steps = 1500 if quick else None
     metrics = train_and_evaluate(out_dir=Path("outputs") / "reproduce" / "text2image", steps=steps)
     model = Net2Net.from_run(metrics["run_dir"])
-    classifier = load_classifier("pretrained:fashion_mnist_classifier")
+    classifier = shipped_classifier()
     g = torch.Generator().manual_seed(3)
     test = FashionMNIST(split="test")
     labels = torch.tensor(test.labels)
@@ -44,24 +41,28 @@ def run_text2image(out_dir: str | Path = "docs/results", quick: bool = False) ->
         generated.append(images.flatten(0, 1)[:100])
         idx = torch.nonzero(labels == label).flatten()[:100].tolist()
         real.append(torch.stack([test[i]["image"] for i in idx]))
-    fid = domain_fid(torch.cat(generated), torch.cat(real), lambda x: classifier.features(x, ["pool"])["pool"])
-    metrics["domain_fid_held_out"] = fid
+    metrics["domain_fid_held_out"] = domain_fid(torch.cat(generated), torch.cat(real), classifier_features(classifier))
     fig = out / "figures" / "text2image.png"
     fig.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(metrics["png"], fig)
-    with atomic_path(out / "text2image.json") as tmp:
-        tmp.write_text(json.dumps({k: v for k, v in metrics.items() if k != "png"}, indent=2) + "\n", encoding="utf-8")
+    summary = {k: v for k, v in metrics.items() if k != "png"}
+    write_page(out, "text2image", _page(summary, quick), summary)
+    return metrics
+
+
+def _page(summary: dict[str, Any], quick: bool) -> list[str]:
+    """The lines of ``text2image.md`` from the evaluation's metrics (``quick``: the page says ``--quick``)."""
+    from ..apps.text2image import text2image_config
+
+    metrics, fid = summary, summary["domain_fid_held_out"]
     by_t = metrics["by_temperature"]
     train_params = text2image_config()["data"]["params"]["train"]["params"]
     n_hand = len(FASHION_MNIST_CAPTIONS[0]["train"])
     n_train = n_hand + train_params.get("generated_per_class", 0)
     n_held = len(FASHION_MNIST_CAPTIONS[0]["held_out"])
     lines = [
-        "# Text to image: Sentence-BERT -> Fashion-MNIST autoencoder (Sec. 4.1)",
-        "",
-        f"Reproduce: `net2net reproduce text2image{' --quick' if quick else ''}` (the main job, `net2net demo`, "
-        "trains the same cINN and is reused).",
-        "",
+        *page_head("Text to image: Sentence-BERT -> Fashion-MNIST autoencoder (Sec. 4.1)", "text2image", quick,
+                   " (the main job, `net2net demo`, trains the same cINN and is reused)."),
         f"{metrics['steps']} training steps on {n_train} training phrasings per class ({n_hand} hand-written, the "
         f"rest composed from a vocabulary that adds no word of the held-out phrasings). {metrics['samples_per_prompt']}"
         f" images per held-out phrasing ({n_held} per class, never seen in training: the first {HELD_OUT_ORIGINAL} "
@@ -88,8 +89,5 @@ def run_text2image(out_dir: str | Path = "docs/results", quick: bool = False) ->
           for p in metrics["per_prompt"]],
         "",
         "![text to image](figures/text2image.png)",
-        "",
     ]
-    with atomic_path(out / "text2image.md") as tmp:
-        tmp.write_text("\n".join(lines), encoding="utf-8")
-    return metrics
+    return lines

@@ -23,28 +23,30 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..data import FashionMNIST, Subset
+from ..data import FashionMNIST
 from ..metrics import domain_fid, mean_pairwise_distance
-from ._common import (
-    AUTOENCODER,
+from .experiment import (
     CLASSIFIER,
+    Experiment,
+    Settings,
     batched,
-    check_ints,
     classifier_features,
     config_key,
-    encode_dist,
-    load_images,
-    runs_root,
-    save_figure,
+    decode,
+    heldout_images,
+    page_head,
+    sample_codes,
+    shipped_autoencoder,
+    shipped_classifier,
     train_once,
-    write_page,
 )
 
 __all__ = ["FULL", "KINDS", "QUICK", "SIZES", "TASKS", "TranslatorsSettings", "run_translators", "translator_config",
@@ -59,7 +61,7 @@ BUDGETS = ("time", "steps")  # the two snapshots of every run
 
 
 @dataclass(frozen=True)
-class TranslatorsSettings:
+class TranslatorsSettings(Settings):
     """Sizes of one comparison.
 
     Arguments:
@@ -88,10 +90,11 @@ class TranslatorsSettings:
     known_seconds: float = 120.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        ints = {"steps": 1, "train_images": 1, "test_images": 2, "samples": 2, "nll_examples": 2, "known_train": 256,
-                "known_steps": 1, "seed": 0}  # fmt: skip
-        check_ints(self, ints)
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"steps": 1, "train_images": 1, "test_images": 2, "samples": 2,
+                                             "nll_examples": 2, "known_train": 256, "known_steps": 1,
+                                             "seed": 0}  # fmt: skip
+
+    def check(self) -> None:
         for name in ("seconds", "known_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TranslatorsSettings.{name} must be positive, got {getattr(self, name)!r}")
@@ -178,34 +181,22 @@ def _text2image(settings: TranslatorsSettings, runs: Path, g: torch.Generator) -
                  batch["label"].long(), real)  # fmt: skip
 
 
-def _heldout_images(settings: TranslatorsSettings) -> tuple[Tensor, Tensor]:
-    test = Subset(FashionMNIST(split="test"), settings.test_images, seed=settings.seed + 2)
-    return load_images(test)
-
-
-def _sample_codes(target: Any, real: Tensor, g: torch.Generator) -> Tensor:
-    mean, std = encode_dist(target, real)
-    return mean + std * torch.randn(mean.shape, generator=g)  # (N, 64): codes as the translators were trained on
-
-
 def _diagnosis(settings: TranslatorsSettings, runs: Path, g: torch.Generator) -> _Task:
     from ..experts.layer import classifier_expert
-    from ..experts.target import load_autoencoder_target
     from .diagnosis import LAYERS, DiagnosisSettings, diagnosis_config
 
     layer = LAYERS["last"]
     cfg = diagnosis_config(layer, "cinn", DiagnosisSettings(train_images=settings.train_images, steps=settings.steps,
                                                             seed=settings.seed))  # fmt: skip
-    real, labels = _heldout_images(settings)
+    real, labels = heldout_images(settings.test_images, settings.seed)
     z_src = batched(classifier_expert(CLASSIFIER, layer).encode, real)
-    z_tgt = _sample_codes(load_autoencoder_target(AUTOENCODER), real, g)
+    z_tgt = sample_codes(shipped_autoencoder(), real, g)[2]  # (N, 64): codes as the translators were trained on
     return _Task("diagnosis", {"cond_dim": z_src.shape[1]}, cfg["data"], z_src, z_tgt, labels, real)
 
 
 def _superres(settings: TranslatorsSettings, runs: Path, g: torch.Generator) -> _Task:
     from ..experts.encoder_source import resize_images
     from ..experts.resize import low_res_encoder
-    from ..experts.target import load_autoencoder_target
     from . import superres
 
     # the 14 px autoencoder of `net2net reproduce superres` (same settings: the same run, reused)
@@ -216,9 +207,9 @@ def _superres(settings: TranslatorsSettings, runs: Path, g: torch.Generator) -> 
     sr_settings = replace(ae_settings, train_images=settings.train_images, test_images=settings.test_images,
                           seed=settings.seed)  # fmt: skip
     data = superres.fashion_config(weights, sr_settings)["data"]
-    real, labels = _heldout_images(settings)
+    real, labels = heldout_images(settings.test_images, settings.seed)
     z_src = batched(low_res_encoder(weights).encode, real)
-    z_tgt = _sample_codes(load_autoencoder_target(AUTOENCODER), real, g)
+    z_tgt = sample_codes(shipped_autoencoder(), real, g)[2]
     return _Task("superres", {"cond_dim": z_src.shape[1]}, data, z_src, z_tgt, labels, real,
                  low=resize_images(real, superres.LOW_RES))  # fmt: skip
 
@@ -248,7 +239,7 @@ def _has_density(t: Any) -> bool:
 
 
 @torch.no_grad()
-def _likelihood_metrics(t: Any, z_tgt: Tensor, z_src: Tensor) -> dict[str, float]:
+def _likelihood_metrics(t: Any, z_tgt: Tensor, z_src: Tensor) -> dict[str, float | None]:
     """Held-out NLL (nats/dim) and the round-trip error mean ``‖τ(τ⁻¹(z)) − z‖₂`` (None for the MLP)."""
     if not _has_density(t):
         return {"nll": None, "round_trip": None}
@@ -281,7 +272,7 @@ def _evaluate(t: Any, task: _Task, k: int, nll_examples: int, target: Any, class
     n, m = len(task.z_src), nll_examples
     out = _likelihood_metrics(t, task.z_tgt[:m], task.z_src[:m])
     z = torch.cat([t.sample(task.z_src[i : i + 250], n_samples=k, generator=g) for i in range(0, n, 250)])
-    images = batched(target.decode, z.flatten(0, 1)).clamp(-1, 1).view(n, k, *task.real.shape[1:])
+    images = decode(target, z)  # (N, k, 1, 28, 28)
     hits = batched(classifier, images.flatten(0, 1)).argmax(1) == task.labels.repeat_interleave(k)
     out["fid"] = domain_fid(images[:, 0], task.real, classifier_features(classifier))
     out["accuracy"] = float(hits.float().mean())
@@ -337,6 +328,7 @@ def _known_answer(settings: TranslatorsSettings, runs: Path) -> dict[str, Any]:
         for b, path in snaps.items():
             t = load_translator(path)
             nll = _likelihood_metrics(t, z_test, c_test)["nll"]
+            assert nll is not None  # the MLP, the one translator without a density, is left out above
             row[b] = {"nll": nll, "gap": nll - true_nll, **_snapshot_info(path)}
         rows[kind] = row
     return {"entropy_per_dim": entropy, "true_nll_per_dim": true_nll, "dim": 16, "cond_dim": 8,
@@ -357,24 +349,19 @@ def run_translators(out_dir: str | Path = "docs/results", quick: bool = False, r
         settings: explicit sizes (overrides ``quick``).
         tasks: a subset of :data:`TASKS`, in order.
     """
-    from ..experts.classifier import load_classifier
-    from ..experts.target import load_autoencoder_target
     from ..translators import load_translator
 
     unknown = [t for t in tasks if t not in _TASK_BUILDERS]
     if unknown or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {list(TASKS)}, got {list(tasks)}")
-    settings = settings or (QUICK if quick else FULL)
-    out, runs = Path(out_dir), runs_root(runs_dir)
-    t_start = time.perf_counter()
-    target = load_autoencoder_target(AUTOENCODER)
-    classifier = load_classifier(CLASSIFIER)
+    exp = Experiment.start("translators", out_dir, quick, runs_dir, settings, QUICK, FULL)
+    settings, runs = exp.settings, exp.runs
+    target, classifier = shipped_autoencoder(), shipped_classifier()
     results: dict[str, Any] = {}
     figures: dict[str, str] = {}
     for name in tasks:
         t_task = time.perf_counter()
-        g = torch.Generator().manual_seed(settings.seed)
-        task = _TASK_BUILDERS[name](settings, runs, g)
+        task = _TASK_BUILDERS[name](settings, runs, exp.generator())
         rows: dict[str, Any] = {}
         shown: dict[str, Tensor] = {}
         for kind in KINDS:
@@ -385,7 +372,7 @@ def run_translators(out_dir: str | Path = "docs/results", quick: bool = False, r
             for b, path in _snapshots(run).items():
                 t = load_translator(path)
                 metrics, images = _evaluate(t, task, settings.samples, settings.nll_examples, target, classifier,
-                                            torch.Generator().manual_seed(settings.seed + 1))  # fmt: skip
+                                            exp.generator(1))  # fmt: skip
                 row[b] = {**metrics, **_snapshot_info(path)}
                 if b == "time":
                     row["sampling_seconds_per_1000"] = _sampling_seconds_per_1000(t, task.z_src)
@@ -394,27 +381,25 @@ def run_translators(out_dir: str | Path = "docs/results", quick: bool = False, r
             log.info("translators %s/%s: %s", name, kind, row)
         results[name] = {"translators": rows, "seconds": round(time.perf_counter() - t_task, 1),
                          "test_examples": len(task.z_src)}  # fmt: skip
-        figures[name] = _figure(out, name, task, shown)
-        summary = _summary(settings, quick, results, None, figures, t_start)
-        write_page(out, "translators", _page(summary), summary)  # the tasks so far, in case the run is cut short
-    summary = _summary(settings, quick, results, _known_answer(settings, runs), figures, t_start)
-    write_page(out, "translators", _page(summary), summary)
+        figures[name] = _figure(exp, name, task, shown)
+        summary = _summary(exp, results, None, figures)
+        exp.write(summary, _page)  # the tasks so far, in case the run is cut short
+    summary = _summary(exp, results, _known_answer(settings, runs), figures)
+    exp.write(summary, _page)
     return summary
 
 
-def _summary(settings: TranslatorsSettings, quick: bool, results: dict[str, Any], known: dict[str, Any] | None,
-             figures: dict[str, str], t_start: float) -> dict[str, Any]:  # fmt: skip
-    return {"settings": asdict(settings), "quick": quick, "tasks": results, "known_answer": known,
-            "figures": figures, "threads": torch.get_num_threads(),
-            "seconds_total": round(time.perf_counter() - t_start, 1)}  # fmt: skip
+def _summary(exp: Experiment[TranslatorsSettings], results: dict[str, Any], known: dict[str, Any] | None,
+             figures: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    return exp.summary(tasks=results, known_answer=known, figures=figures, threads=torch.get_num_threads(),
+                       seconds_total=exp.elapsed())  # fmt: skip
 
 
-def _figure(out: Path, name: str, task: _Task, shown: dict[str, Tensor]) -> str:
+def _figure(exp: Experiment[TranslatorsSettings], name: str, task: _Task, shown: dict[str, Tensor]) -> str:
     """One row per translator: for each of 4 held-out inputs the real image, then (up to) 3 decoded samples."""
     real = task.real[:4, None]  # (4, 1, 1, 28, 28)
     rows = [torch.cat([real, images], 1).flatten(0, 1) for images in shown.values()]  # each (4 * (1 + m), 1, 28, 28)
-    path = out / "figures" / f"translators_{name}.png"
-    save_figure(torch.cat(rows), path, nrow=len(rows[0]), scale=2)
+    exp.figure(torch.cat(rows), f"translators_{name}", nrow=len(rows[0]), scale=2)
     return f"figures/translators_{name}.png"
 
 
@@ -440,13 +425,10 @@ def _ranking(rows: dict[str, Any], key: str, budget: str, lower: bool) -> list[t
 
 def _page(summary: dict[str, Any]) -> list[str]:
     s = summary["settings"]
-    mode = " --quick" if summary["quick"] else ""
     lines = [
-        "# Why a cINN? The translators compared on the same experts, data and budgets",
-        "",
-        f"Reproduce: `net2net reproduce translators{mode}` ({summary['seconds_total'] / 60:.1f} min for this page, "
-        f"{summary['threads']} threads; training runs that existed were reused).",
-        "",
+        *page_head("Why a cINN? The translators compared on the same experts, data and budgets", "translators",
+                   summary["quick"], f" ({summary['seconds_total'] / 60:.1f} min for this page, "
+                   f"{summary['threads']} threads; training runs that existed were reused)."),
         "Five translators of `p(z_tgt | z_src)` (`net2net.translators`, chosen in configs by "
         "`model.params.translator`): the paper's **cINN** (12 affine coupling blocks, width 256), the **MLP** of the "
         "ablation (deterministic regression), a conditional **spline flow** (zuko's NSF, 8 coupling transforms, "

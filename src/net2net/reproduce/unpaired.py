@@ -30,30 +30,29 @@ translations land in the target domain and keep what the domains share (the pose
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..config import instantiate_from_config
 from ..metrics import heldout_nll, mean_pairwise_distance
-from ._common import (
+from .experiment import (
+    Experiment,
+    Settings,
     batched,
-    check_ints,
     cinn_config,
+    decode,
     encode_dist,
     load_images,
-    runs_root,
-    save_figure,
-    train_once,
+    page_head,
     trainer_config,
-    write_page,
+    training_time_line,
 )
 
 __all__ = [
@@ -80,7 +79,7 @@ _GROUP = 8  # images per group when measuring diversity
 
 
 @dataclass(frozen=True)
-class UnpairedSettings:
+class UnpairedSettings(Settings):
     """Sizes of one reproduction.
 
     Arguments:
@@ -105,8 +104,10 @@ class UnpairedSettings:
     classifier_steps: int = 600
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_ints(self, {"max_per_domain": 1, "steps": 1, "classifier_images": 1, "classifier_steps": 1})
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"max_per_domain": 1, "steps": 1, "classifier_images": 1,
+                                             "classifier_steps": 1}  # fmt: skip
+
+    def check(self) -> None:
         if not 2 * _GROUP <= self.test_per_domain <= 359:
             raise ValueError(f"UnpairedSettings.test_per_domain must lie in [{2 * _GROUP}, 359] (the 8x8 digits' test "
                              f"split), got {self.test_per_domain!r}")  # fmt: skip
@@ -240,11 +241,9 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
     from ..experts.target import load_autoencoder_target
     from ..training.cinn import load_cinn
 
-    settings = settings or (QUICK if quick else FULL)
-    out = Path(out_dir)
-    runs = runs_root(runs_dir)
-    t_start = time.perf_counter()
-    g = torch.Generator().manual_seed(settings.seed)
+    exp = Experiment.start("unpaired", out_dir, quick, runs_dir, settings, QUICK, FULL)
+    settings = exp.settings
+    g = exp.generator()
     n_dom = len(DOMAINS)
     onehot = LabelEncoder(n_dom)
 
@@ -255,8 +254,8 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
     dim = int(target.z_dim or 64)
     cfg = unpaired_config(settings, dim=dim)
     # the run's name carries the autoencoder's weights: a retrained union autoencoder retrains the cINN
-    run, secs = train_once(cfg, runs, f"unpaired-{expert_fingerprint(target)[:8]}")
-    seconds: dict[str, float] = {"cinn": round(secs, 1)}
+    run = exp.train("cinn", cfg, f"unpaired-{expert_fingerprint(target)[:8]}")
+    seconds = exp.train_seconds
     tau = load_cinn(run / "cinn.safetensors")
 
     # -- classifiers judging domain and digit, trained on real training images and their reconstructions ---------
@@ -283,16 +282,15 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
     for a, (_, cls, _) in enumerate(DOMAINS):
         ds = Subset(instantiate_from_config({"target": cls, "params": {"split": "test", "size": 28, "channels": 1}}),
                     settings.test_per_domain, seed=settings.seed + 2)  # fmt: skip
-        images, digits = load_images(ds)  # (T, 1, 28, 28), (T,)
+        images, classes = load_images(ds)  # (T, 1, 28, 28), (T,)
         real.append(images)
-        labels.append(digits)
+        labels.append(classes)
         mean, std = encode_dist(target, real[a])  # (T, dim) each
         codes.append(mean)
-        recon.append(batched(target.decode, mean).clamp(-1, 1))
+        recon.append(decode(target, mean))
         # Net2Net.transfer, with the residual of each input computed once: v = τ⁻¹(Θ(y) | a), y* = Λ(τ(v | b))
         residuals.append(tau.residual(mean, condition(a, len(mean))))
-        transfers.append([batched(target.decode, tau.inverse(residuals[a], condition(b, len(mean)))[0]).clamp(-1, 1)
-                          for b in range(n_dom)])  # fmt: skip
+        transfers.append([decode(target, tau.inverse(residuals[a], condition(b, len(mean)))[0]) for b in range(n_dom)])
         # the cINN's likelihood of held-out codes, sampled from q(z | y) as in training, under every domain
         z_test = mean + std * torch.randn(mean.shape, generator=g)
         nll = torch.stack([heldout_nll(tau, z_test, condition(b, len(z_test))) for b in range(n_dom)], 1)  # (T, n_dom)
@@ -305,7 +303,7 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
     samples = []
     for b in range(n_dom):
         z, _ = tau.inverse(v, condition(b, len(v)))
-        samples.append(batched(target.decode, z).clamp(-1, 1))  # (S, 1, 28, 28)
+        samples.append(decode(target, z))  # (S, 1, 28, 28)
 
     def diversity(x: Tensor) -> float:
         k = len(x) // _GROUP
@@ -343,22 +341,21 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
         }
         for a in range(n_dom)
     ]
-    summary = {
-        "settings": asdict(settings), "quick": quick, "code_dim": dim, "run": run.name, "domains": rows,
-        "transfer_accuracy": {DOMAINS[a][0]: {DOMAINS[b][0]: matrix[a][b] for b in range(n_dom)} for a in range(n_dom)},
-        "domain_probe_accuracy": probe, "same_v_distance_ratio": same_v, "digits": digits,
-        "train_seconds": seconds, "seconds_total": round(time.perf_counter() - t_start, 1),
-    }  # fmt: skip
+    summary = exp.summary(
+        code_dim=dim, run=run.name, domains=rows,
+        transfer_accuracy={DOMAINS[a][0]: {DOMAINS[b][0]: matrix[a][b] for b in range(n_dom)} for a in range(n_dom)},
+        domain_probe_accuracy=probe, same_v_distance_ratio=same_v, digits=digits,
+        train_seconds=exp.train_seconds, seconds_total=exp.elapsed(),
+    )  # fmt: skip
 
     # -- figures -------------------------------------------------------------------------------------------------
     k = 4  # test inputs per domain; rows: input, its transfer into every domain (Fig. S2 layout)
     per_domain = [torch.stack([real[a][:k]] + [transfers[a][b][:k] for b in range(n_dom)], 1) for a in range(n_dom)]
     grid = torch.cat(per_domain)  # (n_dom * k, n_dom + 1, 1, 28, 28)
-    save_figure(grid.flatten(0, 1), out / "figures" / "unpaired_transfer.png", nrow=n_dom + 1)
+    exp.figure(grid.flatten(0, 1), "unpaired_transfer", nrow=n_dom + 1)
     n_v = min(12, settings.samples)  # rows: domains; columns: the same v (Fig. S3 layout)
-    save_figure(torch.cat([s[:n_v] for s in samples]), out / "figures" / "unpaired_same_v.png", nrow=n_v)
-    _write_page(out, summary)
-    log.info("unpaired: wrote %s in %.0f s", out / "unpaired.md", summary["seconds_total"])
+    exp.figure(torch.cat([s[:n_v] for s in samples]), "unpaired_same_v", nrow=n_v)
+    exp.write(summary, _page)
     return summary
 
 
@@ -366,17 +363,14 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def _write_page(out: Path, summary: dict[str, Any]) -> None:
+def _page(summary: dict[str, Any]) -> list[str]:
+    """The lines of ``unpaired.md``."""
     s = summary["settings"]
     names = [name for name, _, _ in DOMAINS]
     title = {name: t for name, _, t in DOMAINS}
     rows, matrix, dig = summary["domains"], summary["transfer_accuracy"], summary["digits"]
-    mode = " --quick" if summary["quick"] else ""
     lines = [
-        "# Unpaired translation between domains (Fig. 8, supplementary Sec. D, Fig. S2, S3)",
-        "",
-        f"Reproduce: `net2net reproduce unpaired{mode}`",
-        "",
+        *page_head("Unpaired translation between domains (Fig. 8, supplementary Sec. D, Fig. S2, S3)", "unpaired", summary["quick"]),
         f"Source Φ: the domain label (one-hot); target: the autoencoder trained on the union MNIST (5k) ∪ "
         f"Fashion-MNIST ∪ 8x8 digits (`{s['autoencoder']}`, z ∈ R^{summary['code_dim']}). The cINN was trained "
         f"{s['steps']} steps on at most {s['max_per_domain']} training images per domain; evaluated on "
@@ -442,7 +436,6 @@ def _write_page(out: Path, summary: dict[str, Any]) -> None:
         "",
         "![same v](figures/unpaired_same_v.png)",
         "",
-        f"Training time per run (s, 0 = reused): {json.dumps(summary['train_seconds'])}; total "
-        f"{summary['seconds_total']:.0f} s.",
+        training_time_line(summary) + ".",
     ]
-    write_page(out, "unpaired", lines, summary)
+    return lines

@@ -22,7 +22,7 @@ from .runs import TABS
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, no version check
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import gradio as gr  # noqa: E402  (the environment above must be set first)
+import gradio as gr  # (the environment above must be set first)
 
 __all__ = ["build_app", "is_loopback", "launch"]
 
@@ -52,7 +52,7 @@ def _handler(fn: Callable[..., Output]) -> Callable[..., tuple[Any, str]]:
             return gr.skip(), f"**Input error:** {e}"
         stages = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in out.seconds.items())
         timing = f"\n\n{len(out.images)} images; {stages}." if stages else ""
-        return list(zip(out.images, out.captions)), out.note + timing
+        return list(zip(out.images, out.captions, strict=True)), out.note + timing
 
     handle.__name__ = fn.__name__
     return handle
@@ -69,11 +69,41 @@ def _image_inputs(tab: str) -> tuple[Any, Any]:
     return upload, index
 
 
+def _sampling_inputs(tab: str, n: int, n_max: int = MAX_SAMPLES, n_label: str = "Samples",
+                     temperature: bool = True) -> list[Any]:  # fmt: skip
+    """The number of samples, the temperature (unless ``temperature`` is false) and the seed of a tab."""
+    inputs: list[Any] = [gr.Slider(1, n_max, value=n, step=1, label=n_label, elem_id=f"{tab}-n")]
+    if temperature:
+        inputs.append(gr.Slider(0, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature",
+                                elem_id=f"{tab}-temperature"))  # fmt: skip
+    inputs.append(gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id=f"{tab}-seed"))
+    return inputs
+
+
 def _outputs(tab: str, columns: int = 8) -> tuple[Any, Any]:
     gallery = gr.Gallery(label="Images", columns=columns, format="png", object_fit="contain", height="auto",
                          elem_id=f"{tab}-gallery", elem_classes="n2n-gallery")  # fmt: skip
     note = gr.Markdown(elem_id=f"{tab}-note")
     return gallery, note
+
+
+def _image_tab(backend: Backend, tab: str, available: bool, intro: str, inputs: Callable[[], list[Any]], button: str,
+               fn: Callable[..., Output], api_name: str, columns: int = 6) -> None:  # fmt: skip
+    """Tab ``tab``: if ``available``, ``intro``, the controls ``inputs()`` builds (returned in the order of ``fn``'s
+    arguments) and a button on the left, the gallery and its note on the right, the button calling ``fn`` (API
+    name ``api_name``); else the note saying which command makes its run."""
+    with gr.Tab(TABS[tab][0], id=tab):
+        if not available:
+            _missing(backend, tab)
+            return
+        gr.Markdown(intro)
+        with gr.Row():
+            with gr.Column(scale=1):
+                components = inputs()
+                run = gr.Button(button, variant="primary", elem_id=f"{tab}-run")
+            with gr.Column(scale=3):
+                gallery, note = _outputs(tab, columns=columns)
+        run.click(_handler(fn), components, [gallery, note], api_name=api_name)
 
 
 def build_app(backend: Backend) -> gr.Blocks:
@@ -93,92 +123,55 @@ def build_app(backend: Backend) -> gr.Blocks:
                                             elem_id="text-prompt")  # fmt: skip
                         run = gr.Button("Generate", variant="primary", scale=1, elem_id="text-run")
                     with gr.Row():
-                        n = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples", elem_id="text-n")
-                        temperature = gr.Slider(0, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature",
-                                                elem_id="text-temperature")  # fmt: skip
-                        seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="text-seed")
+                        n, temperature, seed = _sampling_inputs("text", 16)
                     gr.Examples([[p] for p, _, _ in DEMO_PROMPTS], inputs=[prompt], label="Prompts (some never seen "
                                 "in training)")  # fmt: skip
                     gallery, note = _outputs("text")
                     inputs, fn = [prompt, n, temperature, seed], _handler(backend.text_to_image)
                     run.click(fn, inputs, [gallery, note], api_name="text_to_image")
-                    prompt.submit(fn, inputs, [gallery, note], api_name=False)
-                    temperature.release(fn, inputs, [gallery, note], api_name=False)
+                    prompt.submit(fn, inputs, [gallery, note], api_visibility="private")
+                    temperature.release(fn, inputs, [gallery, note], api_visibility="private")
                 else:
                     _missing(backend, "text")
 
-            with gr.Tab(TABS["exemplar"][0], id="exemplar"):
-                if backend.has("exemplar"):
-                    gr.Markdown("Pick an exemplar and a class: the exemplar's residual with the new class (Eq. 6).")
-                    with gr.Row():
-                        with gr.Column(scale=1):
-                            upload, index = _image_inputs("exemplar")
-                            target = gr.Dropdown(["all classes", *FASHION_MNIST_CLASSES], value="all classes",
-                                                 label="Class", elem_id="exemplar-class")  # fmt: skip
-                            run = gr.Button("Recombine", variant="primary", elem_id="exemplar-run")
-                        with gr.Column(scale=3):
-                            gallery, note = _outputs("exemplar", columns=6)
-                    run.click(_handler(backend.exemplar), [upload, index, target], [gallery, note], api_name="exemplar")
-                else:
-                    _missing(backend, "exemplar")
 
-            with gr.Tab(TABS["diagnosis"][0], id="diagnosis"):
-                if backend.layers():
-                    gr.Markdown("What a layer of the Fashion-MNIST classifier keeps of an image: samples of images "
-                                "with the same activation at that layer.")  # fmt: skip
-                    with gr.Row():
-                        with gr.Column(scale=1):
-                            upload, index = _image_inputs("diagnosis")
-                            layer = gr.Radio(backend.layers(), value=backend.layers()[0], label="Classifier layer",
-                                             elem_id="diagnosis-layer")  # fmt: skip
-                            n = gr.Slider(1, MAX_SAMPLES, value=11, step=1, label="Samples", elem_id="diagnosis-n")
-                            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="diagnosis-seed")
-                            run = gr.Button("Sample", variant="primary", elem_id="diagnosis-run")
-                        with gr.Column(scale=3):
-                            gallery, note = _outputs("diagnosis", columns=6)
-                    run.click(_handler(backend.diagnosis), [upload, index, layer, n, seed], [gallery, note],
-                              api_name="diagnosis")  # fmt: skip
-                else:
-                    _missing(backend, "diagnosis")
+            def exemplar_inputs() -> list[Any]:
+                upload, index = _image_inputs("exemplar")
+                target = gr.Dropdown(["all classes", *FASHION_MNIST_CLASSES], value="all classes", label="Class",
+                                     elem_id="exemplar-class")  # fmt: skip
+                return [upload, index, target]
 
-            with gr.Tab(TABS["unpaired"][0], id="unpaired"):
-                if backend.has("unpaired"):
-                    domains = backend.domains()
-                    gr.Markdown("An image of one domain carried into the others through its residual (Sec. D).")
-                    with gr.Row():
-                        with gr.Column(scale=1):
-                            domain = gr.Radio(domains, value=domains[0], label="Domain of the input",
-                                              elem_id="unpaired-domain")  # fmt: skip
-                            upload, index = _image_inputs("unpaired")
-                            n = gr.Slider(1, 16, value=4, step=1, label="Samples per domain", elem_id="unpaired-n")
-                            temperature = gr.Slider(0, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature",
-                                                    elem_id="unpaired-temperature")  # fmt: skip
-                            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="unpaired-seed")
-                            run = gr.Button("Transfer", variant="primary", elem_id="unpaired-run")
-                        with gr.Column(scale=3):
-                            gallery, note = _outputs("unpaired", columns=4)
-                    run.click(_handler(backend.transfer), [domain, index, upload, temperature, seed, n],
-                              [gallery, note], api_name="transfer")  # fmt: skip
-                else:
-                    _missing(backend, "unpaired")
+            _image_tab(backend, "exemplar", backend.has("exemplar"),
+                       "Pick an exemplar and a class: the exemplar's residual with the new class (Eq. 6).",
+                       exemplar_inputs, "Recombine", backend.exemplar, "exemplar")  # fmt: skip
 
-            with gr.Tab(TABS["superres"][0], id="superres"):
-                if backend.has("superres"):
-                    gr.Markdown("Samples at 28 px of an image seen at low resolution (Fig. 4).")
-                    with gr.Row():
-                        with gr.Column(scale=1):
-                            upload, index = _image_inputs("superres")
-                            n = gr.Slider(1, MAX_SAMPLES, value=11, step=1, label="Samples", elem_id="superres-n")
-                            temperature = gr.Slider(0, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature",
-                                                    elem_id="superres-temperature")  # fmt: skip
-                            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="superres-seed")
-                            run = gr.Button("Sample", variant="primary", elem_id="superres-run")
-                        with gr.Column(scale=3):
-                            gallery, note = _outputs("superres", columns=6)
-                    run.click(_handler(backend.superres), [upload, index, n, temperature, seed], [gallery, note],
-                              api_name="superres")  # fmt: skip
-                else:
-                    _missing(backend, "superres")
+            def diagnosis_inputs() -> list[Any]:
+                upload, index = _image_inputs("diagnosis")
+                layer = gr.Radio(backend.layers(), value=backend.layers()[0], label="Classifier layer",
+                                 elem_id="diagnosis-layer")  # fmt: skip
+                return [upload, index, layer, *_sampling_inputs("diagnosis", 11, temperature=False)]
+
+            _image_tab(backend, "diagnosis", bool(backend.layers()),
+                       "What a layer of the Fashion-MNIST classifier keeps of an image: samples of images with the "
+                       "same activation at that layer.", diagnosis_inputs, "Sample", backend.diagnosis, "diagnosis")  # fmt: skip
+
+            def unpaired_inputs() -> list[Any]:
+                domains = backend.domains()
+                domain = gr.Radio(domains, value=domains[0], label="Domain of the input", elem_id="unpaired-domain")
+                upload, index = _image_inputs("unpaired")
+                n, temperature, seed = _sampling_inputs("unpaired", 4, 16, "Samples per domain")
+                return [domain, index, upload, temperature, seed, n]  # the order of Backend.transfer
+
+            _image_tab(backend, "unpaired", backend.has("unpaired"),
+                       "An image of one domain carried into the others through its residual (Sec. D).",
+                       unpaired_inputs, "Transfer", backend.transfer, "transfer", columns=4)  # fmt: skip
+
+            def superres_inputs() -> list[Any]:
+                return [*_image_inputs("superres"), *_sampling_inputs("superres", 11)]
+
+            _image_tab(backend, "superres", backend.has("superres"),
+                       "Samples at 28 px of an image seen at low resolution (Fig. 4).", superres_inputs, "Sample",
+                       backend.superres, "superres")  # fmt: skip
     return app
 
 

@@ -45,7 +45,7 @@ def offline_page(url: str, width: int = 1280, height: int = 1000) -> Iterator[An
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.route("**/*", route)
-            page.external = external
+            page.external = external  # type: ignore[attr-defined]  # read by the tests: requests that left localhost
             page.goto(url)
             yield page
         finally:

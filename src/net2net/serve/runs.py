@@ -95,6 +95,14 @@ def _candidates(root: Path) -> Iterable[Path]:
                     yield p
 
 
+def _given_run(run: str | os.PathLike[str]) -> RunInfo:
+    """The tab of a run folder the user named, or a ``ValueError`` when it is none's."""
+    info = classify_run(run)
+    if info is None:
+        raise ValueError(f"{run}: not a run of any tab (expected a source expert among {sorted(_SOURCES)})")
+    return info
+
+
 def find_runs(
     run_dirs: Sequence[str | os.PathLike[str]] = (), root: str | os.PathLike[str] | None = None
 ) -> list[RunInfo]:
@@ -107,12 +115,7 @@ def find_runs(
         root: where to look when ``run_dirs`` is empty (default ``<cache>/runs``).
     """
     if run_dirs:
-        found = []
-        for run in run_dirs:
-            info = classify_run(run)
-            if info is None:
-                raise ValueError(f"{run}: not a run of any tab (expected a source expert among {sorted(_SOURCES)})")
-            found.append(info)
+        found = [_given_run(run) for run in run_dirs]
     else:
         base = Path(root) if root is not None else default_cache_dir("runs")
         found = []

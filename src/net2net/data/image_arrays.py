@@ -1,4 +1,5 @@
-"""Shared helpers: argument checks, uint8 -> [-1, 1] conversion, resizing and stratified splits."""
+"""Image datasets held as arrays (:class:`ArrayImageDataset`) and what the dataset classes share: argument checks,
+uint8 -> [-1, 1] conversion, resizing and stratified splits."""
 
 from __future__ import annotations
 
