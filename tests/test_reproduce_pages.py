@@ -72,7 +72,7 @@ EXPECTED_KEYS = {
     "superres/fashion": "20933f37f811",
     "superres/face": "da0e2dad15cf",
     "inpaint/_blocks.10": "ac6da2503bf3",
-    "disentangle": "73ae655efc43",
+    "disentangle": "8c2361833666",  # the deformed encoder moved to experts.encoder_source (was 73ae655efc43)
     "unpaired": "ad642ee26bbf",
     "translators/spline": "05b05cb28f6c",
 }
