@@ -1,5 +1,5 @@
-"""Command-line interface: ``net2net demo | train | fit | sample | score | evaluate | export | reproduce | report |
-encode | translate | evaluate-autoencoder | serve``."""
+"""Command-line interface: ``net2net demo | train | runs | fit | sample | score | evaluate | export | reproduce |
+report | encode | translate | evaluate-autoencoder | serve``."""
 
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ def _user_modules_importable() -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     if args.task == "digits":
-        from .apps.demo import DemoSettings, run_demo
+        from .apps.demo import run_demo
 
-        settings = DemoSettings(steps=args.steps or DemoSettings.steps, seed=args.seed)
-        metrics = run_demo(out_dir=args.out, cache_dir=args.cache_dir, settings=settings, retrain=args.retrain)
+        metrics = run_demo(out_dir=args.out, run_dir=args.run_dir, steps=args.steps, seed=args.seed,
+                           retrain=args.retrain)  # fmt: skip
         keys = ("png", "test_nats_per_dim", "classifier_accuracy_real_test", "classifier_accuracy_samples",
-                "diversity_samples", "diversity_real_test", "trained_now", "train_seconds")  # fmt: skip
+                "diversity_samples", "diversity_real_test", "trained_now", "train_seconds", "run_dir")  # fmt: skip
     else:
         from .apps.text2image import run_text2image
 
@@ -137,8 +137,9 @@ def _translate(args: argparse.Namespace) -> int:
     from .experts.label import LabelEncoder
     from .images import make_grid, save_png
     from .io import atomic_save_safetensors
+    from .training.runs import resolve_run
 
-    run, out = Path(args.run), Path(args.out)
+    run, out = resolve_run(args.run), Path(args.out)
     # everything the command line decides is checked before the model loads
     if not (run / "config.yaml").is_file():
         raise CLIError(f"{run} is not a training run folder (no config.yaml)" if run.is_dir()
@@ -218,6 +219,19 @@ def _reproduce(args: argparse.Namespace) -> int:
     results = reproduce(args.name, out_dir=args.out, quick=args.quick)
     for name in results:
         print(f"{name}: {Path(args.out) / (name + '.md')}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .training.runs import format_table, list_runs, runs_dir
+
+    runs = list_runs(args.root)
+    if args.json:
+        print(json.dumps([r.to_json() for r in runs], indent=2))
+    elif runs:
+        print(format_table(runs))
+    else:
+        print(f"net2net runs: no run folders under {runs_dir(args.root)}")
     return 0
 
 
@@ -428,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
         "resumes from its checkpoints/last.ckpt when present.",
     )
     train.add_argument("items", nargs="+", metavar="CONFIG_OR_OVERRIDE", help="YAML files, then key=value overrides")
-    train.add_argument("--log-dir", default=None, help="output folder (default: runs/<stem of the first config>)")
+    train.add_argument("--log-dir", default=None,
+                       help="output folder (default: $NET2NET_CACHE/runs/<stem of the first config>, NET2NET_CACHE "
+                       "defaulting to ~/.cache/net2net)")  # fmt: skip
     train.add_argument("--no-resume", action="store_true", help="start from step 0 even if a checkpoint exists")
     train.add_argument("--devices", default=None, help="devices per node, e.g. 2 or auto (lightning.trainer.devices)")
     train.add_argument("--strategy", default=None, help="e.g. ddp (CPU: gloo) or fsdp (lightning.trainer.strategy)")
@@ -441,6 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "machine")  # fmt: skip
     train.set_defaults(func=_train)
     _add_embedding_commands(sub)
+
+    runs = sub.add_parser(
+        "runs",
+        help="list the training runs (main job, demo, train, reproduce) with their held-out NLL",
+        description="One line per run folder under the runs root ($NET2NET_CACHE/runs, NET2NET_CACHE defaulting to "
+        "~/.cache/net2net; reproduce/ included): name, config key, finished or not, steps, the last held-out NLL "
+        "in nats/dim, source -> target expert, last update, folder. A run name (e.g. text2image) stands for the "
+        "newest finished run of that name wherever a run folder is expected (net2net translate, Net2Net.from_run).",
+    )
+    runs.add_argument("--root", default=None, help="the folder to list (default: $NET2NET_CACHE/runs)")
+    runs.add_argument("--json", action="store_true", help="a JSON list instead of the table")
+    runs.set_defaults(func=_runs)
 
     report = sub.add_parser(
         "report",
@@ -490,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a finished translation run (its config.yaml and cinn.safetensors) and draw N "
         "translations per input: OUT/translations.png (one row per input) and OUT/translations.safetensors.",
     )
-    translate.add_argument("run", help="the run folder, e.g. runs/text2image")
+    translate.add_argument("run", help="a run folder, or a run name: the newest finished run of that name under "
+                           "$NET2NET_CACHE/runs (e.g. text2image, the main job's; see net2net runs)")  # fmt: skip
     translate.add_argument("--text", nargs="+", default=None, help="sentences (text sources)")
     translate.add_argument("--labels", nargs="+", type=int, default=None, help="class or domain labels (label sources)")
     translate.add_argument("-n", type=int, default=8, help="translations per input (default: %(default)s)")
@@ -545,8 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("task", nargs="?", default="text2image", choices=["text2image", "digits"])
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--run-dir", default=None,
-                      help="text2image: the training run folder (default: ~/.cache/net2net/runs/text2image-<key>)")
-    demo.add_argument("--cache-dir", default=None, help="digits: where trained weights are kept")
+                      help="the training run folder (default: $NET2NET_CACHE/runs/<task>-<config key>, "
+                      "NET2NET_CACHE defaulting to ~/.cache/net2net; reused when finished)")  # fmt: skip
     demo.add_argument("--steps", type=int, default=None, help="training steps (default: the task's)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--retrain", action="store_true", help="train again even if a trained model exists")
@@ -572,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             args.items = [*args.items, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:  # Lightning's banner lines (accelerators, tips) are noise for a CLI user
+    if not args.verbose and args.command != "runs":  # Lightning's banner lines are noise; `runs` needs no Lightning
         import lightning.pytorch  # noqa: F401  (Lightning sets its loggers' levels when imported)
 
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
