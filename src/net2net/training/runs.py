@@ -332,8 +332,10 @@ def train_or_reuse(
     from .run import train_from_config
 
     path.mkdir(parents=True, exist_ok=True)
+    old = _read_manifest(path)
+    created = old.get("created") if old.get("key") == key else None  # a resumed run keeps its start time
     manifest = {"format": MANIFEST_FORMAT, "name": name, "key": key, "weights": weights, "files": files,
-                "created": _now()}  # fmt: skip
+                "created": created or _now()}  # fmt: skip
     with atomic_path(path / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log.info("training %s in %s (the next call with this config reuses it)", name, path)
