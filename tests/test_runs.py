@@ -134,7 +134,8 @@ def test_digests_are_cached_by_path_size_and_time(tmp_path: Path, monkeypatch: p
     assert runs.file_digests([str(f)]) != first and len(hashed) == 2
 
 
-def test_one_cache_root_for_every_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_cache_root_for_every_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     from net2net.reproduce._common import runs_root
     from net2net.serve.runs import main_job_run
     from net2net.training.run import default_log_dir
@@ -149,6 +150,10 @@ def test_one_cache_root_for_every_cache(tmp_path: Path, monkeypatch: pytest.Monk
     dm = TranslationDataModule(source={"target": "net2net.experts.label.LabelEncoder", "params": {"n_classes": 3}},
                                target={"target": "built.on.first.use"}, train={"target": "net2net.data.Digits"})  # fmt: skip
     assert dm.cache_root == root / "latents"
+    fitted: list[str] = []
+    monkeypatch.setattr("net2net.training.fit.fit", lambda source, target, out, *a, **k: fitted.append(out) or Path(out))
+    assert main(["fit", "--source", "a.npy", "--target", "b.npy"]) == 0 and fitted == [str(root / "runs" / "fit-a-b")]
+    assert main(["report"]) == 2 and str(root / "runs") in capsys.readouterr().err  # the default folder (not there)
     monkeypatch.delenv("NET2NET_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert runs.cache_root() == tmp_path / "home" / ".cache" / "net2net"

@@ -200,14 +200,16 @@ def _translate(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from .training.compute import compute_table, find_compute_records
+    from .training.runs import runs_dir
 
+    folders = args.run_dirs or [str(runs_dir(args.root))]
     try:
-        records = find_compute_records(args.run_dirs or [args.root])
+        records = find_compute_records(folders)
     except FileNotFoundError as e:
         print(f"net2net report: {e}", file=sys.stderr)
         return 2
     if not records:
-        print(f"net2net report: no compute.json under {', '.join(args.run_dirs or [args.root])}", file=sys.stderr)
+        print(f"net2net report: no compute.json under {', '.join(folders)}", file=sys.stderr)
         return 1
     print(compute_table(records))
     return 0
@@ -282,7 +284,9 @@ def _fit(args: argparse.Namespace) -> int:
     settings = FitSettings(**{k: v for k, v in vars(args).items() if k in FitSettings.__dataclass_fields__ and v is not None})
     trainer = {k: v for k, v in (("devices", args.devices), ("strategy", args.strategy), ("num_nodes", args.num_nodes),
                                  ("accelerator", args.accelerator), ("precision", args.precision)) if v is not None}  # fmt: skip
-    out = args.out or str(Path("runs") / f"fit-{Path(args.source).stem}-{Path(args.target).stem}")
+    from .training.runs import runs_dir
+
+    out = args.out or str(runs_dir() / f"fit-{Path(args.source).stem}-{Path(args.target).stem}")
     run = fit(args.source, args.target, out, settings, source_key=args.source_key, target_key=args.target_key,
               resume=args.resume, trainer=trainer, overrides=args.overrides)  # fmt: skip
     card = run / "model_card.json"
@@ -348,7 +352,7 @@ def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("--source", required=True, help="z_src: (N, D_src) .npy / .safetensors file or folder of shards")
     fit.add_argument("--target", required=True, help="z_tgt: (N, D_tgt), row i paired with source row i")
-    fit.add_argument("--out", default=None, help="run folder (default: runs/fit-<source>-<target>); must be new")
+    fit.add_argument("--out", default=None, help="run folder (default: $NET2NET_CACHE/runs/fit-<source>-<target>); must be new")
     fit.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     fit.add_argument("--source-key", default=None, help="tensor name in a .safetensors source holding several")
     fit.add_argument("--target-key", default=None, help="tensor name in a .safetensors target holding several")
@@ -482,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fallback_power_w); see net2net.training.compute.",
     )
     report.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders, searched recursively")
-    report.add_argument("--root", default="runs", help="searched when no RUN_DIR is given (default: %(default)s)")
+    report.add_argument("--root", default=None,
+                        help="searched when no RUN_DIR is given (default: $NET2NET_CACHE/runs)")  # fmt: skip
     report.set_defaults(func=_report)
 
     from .reproduce import EXPERIMENTS  # no torch import: the experiments load when they run
@@ -569,7 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="text2image (default): Sentence-BERT -> the shipped Fashion-MNIST autoencoder through a cINN "
         "trained on cached latents; writes OUT/text_to_image.png (several samples per prompt, including "
         "phrasings never seen in training), the raw tensors and OUT/metrics.json (classifier accuracy on the "
-        "held-out phrasings, diversity). digits: the small label -> 8x8 digits cINN.",
+        "held-out phrasings, diversity). digits: the small label -> 8x8 digits cINN. Each trains its shipped config "
+        "(configs/translation/text2image.yaml, configs/demo/digits.yaml) into $NET2NET_CACHE/runs/<task>-<key> "
+        "(NET2NET_CACHE defaults to ~/.cache/net2net), keyed by the config and the weights it names, and the next "
+        "call with the same settings reuses it; see docs/runs.md.",
     )
     demo.add_argument("task", nargs="?", default="text2image", choices=["text2image", "digits"])
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
