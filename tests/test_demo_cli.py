@@ -5,19 +5,26 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from net2net.apps.demo import DemoSettings, run_demo
+from net2net.apps.demo import digits_config, run_demo
 from net2net.cli import main
 
+TINY = ["model.params.flow_config.params.n_blocks=2", "model.params.flow_config.params.hidden_dim=32",
+        "model.params.flow_config.params.embedding_dim=8"]
 
-def test_demo_trains_writes_png_and_reuses_weights(tmp_path) -> None:
-    s = DemoSettings(steps=30, n_blocks=2, hidden_dim=32, embedding_dim=8, samples_per_class=4, eval_samples_per_class=10)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    first = run_demo(out, cache, s)
+
+def test_demo_trains_writes_png_and_reuses_the_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NET2NET_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    first = run_demo(out, steps=30, overrides=TINY, samples_per_class=4, eval_samples_per_class=10)
     assert first["trained_now"]
+    run = Path(first["run_dir"])
+    assert run.parent == tmp_path / "cache" / "runs" and run.name.startswith("digits-")  # under NET2NET_CACHE
+    assert (run / "cinn.safetensors").is_file() and (run / "summary.json").is_file()  # train_from_config's run
     png = Image.open(out / "label_to_digits.png")
     # 10 rows (classes) x 4 samples of 8x8 pixels upscaled 4x with 2-pixel padding
     assert png.size == (4 * 34 + 2, 10 * 34 + 2)
@@ -26,10 +33,16 @@ def test_demo_trains_writes_png_and_reuses_weights(tmp_path) -> None:
     assert metrics["classifier_accuracy_real_test"] > 0.9  # the judge itself is good
     assert len(metrics["classifier_accuracy_samples_per_class"]) == 10
     assert (out / "label_to_digits.safetensors").exists()
-    assert not list(out.glob("*.tmp")) and not list(cache.glob("*.tmp"))  # atomic writes left nothing behind
-    second = run_demo(out, cache, s)
-    assert not second["trained_now"]
+    assert not list(out.glob("*.tmp")) and not list(run.rglob("*.tmp"))  # atomic writes left nothing behind
+    second = run_demo(out, steps=30, overrides=TINY, samples_per_class=4, eval_samples_per_class=10)
+    assert not second["trained_now"] and second["run_dir"] == first["run_dir"]
     assert second["test_nats_per_dim"] == first["test_nats_per_dim"]
+    assert run_demo(out, steps=31, overrides=TINY, samples_per_class=4, eval_samples_per_class=10)["trained_now"]
+    assert [p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()] == ["runs"]  # nothing outside the root
+    cfg = digits_config(seed=5)
+    assert cfg["seed"] == 5 and cfg["data"]["params"]["train"]["params"]["seed"] == 5  # the split follows --seed
+    with pytest.raises(ValueError, match="samples_per_class"):
+        run_demo(out, samples_per_class=1)
 
 
 def test_cli_help_and_bad_arguments(capsys) -> None:

@@ -200,13 +200,41 @@ def test_cli_translate_and_encode(run_dir: Path, tmp_path: Path, capsys: pytest.
         Net2Net.from_run(tmp_path)
 
 
-def test_demo_config_matches_the_yaml_file() -> None:
-    shipped = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "translation" / "text2image.yaml"))
-    assert shipped == text2image_config()
-    short = text2image_config(steps=50)
-    assert short["lightning"]["trainer"]["max_steps"] == 50
-    assert short["model"]["params"]["optim"]["decay_steps"] == 50  # the cosine ends with the run
-    assert short["model"]["params"]["optim"]["warmup_steps"] == 12
+def test_main_job_trains_the_shipped_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`net2net demo` trains configs/translation/text2image.yaml as the package ships it, plus the CLI's options."""
+    from net2net.apps.text2image import run_text2image
+    from net2net.config import shipped_config
+
+    shipped_file = ROOT / "configs" / "translation" / "text2image.yaml"  # the repository's path links to the package
+    assert shipped_config("translation/text2image.yaml").resolve() == shipped_file.resolve()
+    assert shipped_file.resolve().is_relative_to((ROOT / "src" / "net2net" / "configs").resolve())
+    shipped = OmegaConf.to_container(OmegaConf.load(shipped_file))
+    trained: list[tuple[dict, Path]] = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(cfg: dict, overrides: object = (), log_dir: Path | None = None, resume: bool = True) -> Path:
+        assert log_dir is not None and not overrides
+        trained.append((cfg, Path(log_dir)))
+        raise Stop  # the config is what matters here, not the training
+
+    monkeypatch.setenv("NET2NET_CACHE", str(tmp_path))
+    monkeypatch.setattr("net2net.training.run.train_from_config", capture)
+    with pytest.raises(Stop):
+        run_text2image(out_dir=tmp_path / "out")
+    assert trained[0][0] == shipped  # exactly the file, nothing added or dropped
+    assert trained[0][1].parent == tmp_path / "runs" and trained[0][1].name.startswith("text2image-")
+    with pytest.raises(Stop):
+        run_text2image(out_dir=tmp_path / "out", steps=50, seed=3, precision="bf16")
+    expected = json.loads(json.dumps(shipped))
+    expected["seed"] = 3
+    expected["lightning"]["trainer"].update(max_steps=50, val_check_interval=50, precision="bf16-mixed")
+    expected["lightning"]["callbacks"]["image_logger"]["params"]["every_n_steps"] = 50
+    expected["lightning"]["callbacks"]["checkpoint"]["params"]["every_n_train_steps"] = 50
+    expected["model"]["params"]["optim"].update(decay_steps=50, warmup_steps=12)  # the cosine ends with the run
+    assert trained[1][0] == expected and trained[1][1] != trained[0][1]  # another config, another run
+    assert text2image_config(steps=50, seed=3, precision="bf16") == expected
     with pytest.raises(ValueError, match="steps"):
         text2image_config(steps=0)
 

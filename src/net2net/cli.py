@@ -1,5 +1,5 @@
-"""Command-line interface: ``net2net demo | train | fit | sample | score | evaluate | export | reproduce | report |
-encode | translate | evaluate-autoencoder | serve``."""
+"""Command-line interface: ``net2net demo | train | runs | fit | sample | score | evaluate | export | reproduce |
+report | encode | translate | evaluate-autoencoder | serve``."""
 
 from __future__ import annotations
 
@@ -44,12 +44,12 @@ def _import_user_modules(modules: Sequence[str]) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     if args.task == "digits":
-        from .apps.demo import DemoSettings, run_demo
+        from .apps.demo import run_demo
 
-        settings = DemoSettings(steps=args.steps or DemoSettings.steps, seed=args.seed)
-        metrics = run_demo(out_dir=args.out, cache_dir=args.cache_dir, settings=settings, retrain=args.retrain)
+        metrics = run_demo(out_dir=args.out, run_dir=args.run_dir, steps=args.steps, seed=args.seed,
+                           retrain=args.retrain)  # fmt: skip
         keys = ("png", "test_nats_per_dim", "classifier_accuracy_real_test", "classifier_accuracy_samples",
-                "diversity_samples", "diversity_real_test", "trained_now", "train_seconds")  # fmt: skip
+                "diversity_samples", "diversity_real_test", "trained_now", "train_seconds", "run_dir")  # fmt: skip
     else:
         from .apps.text2image import run_text2image
 
@@ -147,8 +147,9 @@ def _translate(args: argparse.Namespace) -> int:
     from .experts.label import LabelEncoder
     from .images import make_grid, save_png
     from .io import atomic_save_safetensors
+    from .training.runs import resolve_run
 
-    run, out = Path(args.run), Path(args.out)
+    run, out = resolve_run(args.run), Path(args.out)
     # everything the command line decides is checked before the model loads
     if not (run / "config.yaml").is_file():
         raise CLIError(f"{run} is not a training run folder (no config.yaml)" if run.is_dir()
@@ -208,14 +209,16 @@ def _translate(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from .training.compute import compute_table, find_compute_records
+    from .training.runs import runs_dir
 
+    folders = args.run_dirs or [str(runs_dir(args.root))]
     try:
-        records = find_compute_records(args.run_dirs or [args.root])
+        records = find_compute_records(folders)
     except FileNotFoundError as e:
         print(f"net2net report: {e}", file=sys.stderr)
         return 2
     if not records:
-        print(f"net2net report: no compute.json under {', '.join(args.run_dirs or [args.root])}", file=sys.stderr)
+        print(f"net2net report: no compute.json under {', '.join(folders)}", file=sys.stderr)
         return 1
     print(compute_table(records))
     return 0
@@ -227,6 +230,19 @@ def _reproduce(args: argparse.Namespace) -> int:
     results = reproduce(args.name, out_dir=args.out, quick=args.quick)
     for name in results:
         print(f"{name}: {Path(args.out) / (name + '.md')}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .training.runs import format_table, list_runs, runs_dir
+
+    runs = list_runs(args.root)
+    if args.json:
+        print(json.dumps([r.to_json() for r in runs], indent=2))
+    elif runs:
+        print(format_table(runs))
+    else:
+        print(f"net2net runs: no run folders under {runs_dir(args.root)}")
     return 0
 
 
@@ -267,7 +283,9 @@ def _fit(args: argparse.Namespace) -> int:
     settings = FitSettings(**{k: v for k, v in vars(args).items() if k in FitSettings.__dataclass_fields__ and v is not None})
     trainer = {k: v for k, v in (("devices", args.devices), ("strategy", args.strategy), ("num_nodes", args.num_nodes),
                                  ("accelerator", args.accelerator), ("precision", args.precision)) if v is not None}  # fmt: skip
-    out = args.out or str(Path("runs") / f"fit-{Path(args.source).stem}-{Path(args.target).stem}")
+    from .training.runs import runs_dir
+
+    out = args.out or str(runs_dir() / f"fit-{Path(args.source).stem}-{Path(args.target).stem}")
     run = fit(args.source, args.target, out, settings, source_key=args.source_key, target_key=args.target_key,
               resume=args.resume, trainer=trainer, overrides=args.overrides)  # fmt: skip
     card = run / "model_card.json"
@@ -348,7 +366,7 @@ def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("--source", required=True, help="z_src: (N, D_src) .npy / .safetensors file or folder of shards")
     fit.add_argument("--target", required=True, help="z_tgt: (N, D_tgt), row i paired with source row i")
-    fit.add_argument("--out", default=None, help="run folder (default: runs/fit-<source>-<target>); must be new")
+    fit.add_argument("--out", default=None, help="run folder (default: $NET2NET_CACHE/runs/fit-<source>-<target>); must be new")
     fit.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     fit.add_argument("--source-key", default=None, help="tensor name in a .safetensors source holding several")
     fit.add_argument("--target-key", default=None, help="tensor name in a .safetensors target holding several")
@@ -442,7 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
         "resumes from its checkpoints/last.ckpt when present.",
     )
     train.add_argument("items", nargs="+", metavar="CONFIG_OR_OVERRIDE", help="YAML files, then key=value overrides")
-    train.add_argument("--log-dir", default=None, help="output folder (default: runs/<stem of the first config>)")
+    train.add_argument("--log-dir", default=None,
+                       help="output folder (default: $NET2NET_CACHE/runs/<stem of the first config>, NET2NET_CACHE "
+                       "defaulting to ~/.cache/net2net)")  # fmt: skip
     train.add_argument("--no-resume", action="store_true", help="start from step 0 even if a checkpoint exists")
     train.add_argument("--devices", default=None, help="devices per node, e.g. 2 or auto (lightning.trainer.devices)")
     train.add_argument("--strategy", default=None, help="e.g. ddp (CPU: gloo) or fsdp (lightning.trainer.strategy)")
@@ -457,6 +477,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
     _add_embedding_commands(sub)
 
+    runs = sub.add_parser(
+        "runs",
+        help="list the training runs (main job, demo, train, reproduce) with their held-out NLL",
+        description="One line per run folder under the runs root ($NET2NET_CACHE/runs, NET2NET_CACHE defaulting to "
+        "~/.cache/net2net; reproduce/ included): name, config key, finished or not, steps, the last held-out NLL "
+        "in nats/dim, source -> target expert, last update, folder. A run name (e.g. text2image) stands for the "
+        "newest finished run of that name wherever a run folder is expected (net2net translate, Net2Net.from_run).",
+    )
+    runs.add_argument("--root", default=None, help="the folder to list (default: $NET2NET_CACHE/runs)")
+    runs.add_argument("--json", action="store_true", help="a JSON list instead of the table")
+    runs.set_defaults(func=_runs)
+
     report = sub.add_parser(
         "report",
         help="table of training compute: hours, energy (kWh), CO2 (kg) and cost per run, as Tab. S1 of the paper",
@@ -469,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fallback_power_w); see net2net.training.compute.",
     )
     report.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders, searched recursively")
-    report.add_argument("--root", default="runs", help="searched when no RUN_DIR is given (default: %(default)s)")
+    report.add_argument("--root", default=None,
+                        help="searched when no RUN_DIR is given (default: $NET2NET_CACHE/runs)")  # fmt: skip
     report.set_defaults(func=_report)
 
     from .reproduce import EXPERIMENTS  # no torch import: the experiments load when they run
@@ -506,7 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a finished translation run (its config.yaml and cinn.safetensors) and draw N "
         "translations per input: OUT/translations.png (one row per input) and OUT/translations.safetensors.",
     )
-    translate.add_argument("run", help="the run folder, e.g. runs/text2image")
+    translate.add_argument("run", help="a run folder, or a run name: the newest finished run of that name under "
+                           "$NET2NET_CACHE/runs (e.g. text2image, the main job's; see net2net runs)")  # fmt: skip
     translate.add_argument("--text", nargs="+", default=None, help="sentences (text sources)")
     translate.add_argument("--labels", nargs="+", type=int, default=None, help="class or domain labels (label sources)")
     _add_sampling_args(translate, "translations per input")
@@ -550,13 +584,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="text2image (default): Sentence-BERT -> the shipped Fashion-MNIST autoencoder through a cINN "
         "trained on cached latents; writes OUT/text_to_image.png (several samples per prompt, including "
         "phrasings never seen in training), the raw tensors and OUT/metrics.json (classifier accuracy on the "
-        "held-out phrasings, diversity). digits: the small label -> 8x8 digits cINN.",
+        "held-out phrasings, diversity). digits: the small label -> 8x8 digits cINN. Each trains its shipped config "
+        "(configs/translation/text2image.yaml, configs/demo/digits.yaml) into $NET2NET_CACHE/runs/<task>-<key> "
+        "(NET2NET_CACHE defaults to ~/.cache/net2net), keyed by the config and the weights it names, and the next "
+        "call with the same settings reuses it; see docs/runs.md.",
     )
     demo.add_argument("task", nargs="?", default="text2image", choices=["text2image", "digits"])
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--run-dir", default=None,
-                      help="text2image: the training run folder (default: ~/.cache/net2net/runs/text2image-<key>)")
-    demo.add_argument("--cache-dir", default=None, help="digits: where trained weights are kept")
+                      help="the training run folder (default: $NET2NET_CACHE/runs/<task>-<config key>, "
+                      "NET2NET_CACHE defaulting to ~/.cache/net2net; reused when finished)")  # fmt: skip
     demo.add_argument("--steps", type=int, default=None, help="training steps (default: the task's)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--retrain", action="store_true", help="train again even if a trained model exists")
@@ -582,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             args.items = [*args.items, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:  # Lightning's banner lines (accelerators, tips) are noise for a CLI user
+    if not args.verbose and args.command != "runs":  # Lightning's banner lines are noise; `runs` needs no Lightning
         import lightning.pytorch  # noqa: F401  (Lightning sets its loggers' levels when imported)
 
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import importlib.resources
 import inspect
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -49,6 +50,7 @@ __all__ = [
     "instantiate_from_config",
     "moved_target",
     "nearest",
+    "shipped_config",
     "trusted_modules",
 ]
 
@@ -490,3 +492,27 @@ def instantiate(config: Any, key: str) -> Any:
     except (ValueError, TypeError, FileNotFoundError, ImportError, KeyError, OmegaConfBaseException) as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(key) else f"{key}: {msg}") from e
+
+
+def shipped_config(name: str) -> Path:
+    """The path of a YAML config shipped with the package, e.g. ``"translation/text2image.yaml"``.
+
+    The package's ``configs/`` folder (``src/net2net/configs``; the repository's ``configs/`` links to it) holds
+    the configs of the main job, the demo and the shipped experts; they are package data, so an installed wheel
+    has them too.
+
+    Raises:
+        FileNotFoundError: there is no such config (the message lists the shipped ones).
+
+    Example:
+        >>> shipped_config("translation/text2image.yaml").name
+        'text2image.yaml'
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"shipped_config: expected a name such as 'translation/text2image.yaml', got {name!r}")
+    root = Path(str(importlib.resources.files(PACKAGE) / "configs"))
+    path = root / name
+    if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_file():
+        known = sorted(str(p.relative_to(root)) for p in root.rglob("*.yaml"))
+        raise FileNotFoundError(f"no shipped config {name!r}; the package ships {known}")
+    return path

@@ -1,66 +1,43 @@
-"""The built-in demo: translate a class label into handwritten digits with a cINN.
+"""The small demo (``net2net demo digits``): translate a class label into handwritten digits with a cINN.
 
 Source expert: the one-hot class label (the original's "Labelator"). Target: the 8x8 digits of
-scikit-learn, dequantised pixels as ``z_tgt`` (64-d). The cINN learns ``p(image | label)``; the demo
-samples several digits per class, writes one PNG grid, and measures what it learned on the held-out
-split: NLL (nats and bits per dimension), how often a classifier trained on real digits recognises the
-sampled class, and the diversity of samples against that of real digits.
+scikit-learn, dequantised pixels as ``z_tgt`` (64-d). The cINN of ``configs/demo/digits.yaml`` learns
+``p(image | label)``; the demo samples several digits per class, writes one PNG grid, and measures what it learned
+on the held-out split: NLL (nats and bits per dimension), how often a classifier trained on real digits recognises
+the sampled class, and the diversity of samples against that of real digits.
 
-The trained weights are cached (safetensors) under the cache directory, keyed by the settings, and
-reused by the next run.
+Training goes through the run manager (:func:`net2net.training.runs.train_or_reuse`): the run folder is
+``<cache>/runs/digits-<key>`` (``$NET2NET_CACHE``, default ``~/.cache/net2net``), keyed by the config, and the
+next call with the same config reuses it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import time
-import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ..config import instantiate_from_config
 from ..data import Digits
 from ..flows import ConditionalINN, nll
 from ..images import make_grid, save_png
-from ..io import atomic_path, atomic_save_safetensors, load_safetensors
-from ..training.cinn import CINNModule
+from ..io import atomic_path, atomic_save_safetensors
+from ..training.runs import job_config, train_or_reuse
 
-__all__ = ["DemoSettings", "LabelToDigits", "run_demo"]
+__all__ = ["DIGITS_CONFIG", "LabelToDigits", "digits_config", "run_demo"]
 
 log = logging.getLogger(__name__)
 
+DIGITS_CONFIG = "demo/digits.yaml"  # the shipped config (net2net.config.shipped_config)
 LEVELS = 16  # sklearn digits take the values 0..16
 STEP = 2.0 / LEVELS  # spacing of those levels once mapped to [-1, 1]
-
-
-@dataclass
-class DemoSettings:
-    """Settings of the label-to-digits demo (all have working defaults)."""
-
-    steps: int = 1500  # optimiser steps (longer training lowers the held-out NLL no further: 1437 images)
-    batch_size: int = 128
-    n_blocks: int = 6  # cINN blocks
-    hidden_dim: int = 128  # subnet width
-    embedding_dim: int = 32
-    max_lr: float = 1e-3
-    samples_per_class: int = 10  # columns of the PNG grid
-    eval_samples_per_class: int = 100  # samples classified for the accuracy
-    seed: int = 0
-
-    def key(self) -> str:
-        """Hash of the settings that change the trained weights."""
-        train = {k: v for k, v in asdict(self).items() if k not in ("samples_per_class", "eval_samples_per_class")}
-        return hashlib.sha256(json.dumps(train, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class LabelToDigits(Dataset):
@@ -83,44 +60,6 @@ class LabelToDigits(Dataset):
         return {"z_src": F.one_hot(self.labels[i], 10).float(), "z_tgt": z}
 
 
-def _flow_config(s: DemoSettings) -> dict[str, Any]:
-    return {
-        "target": "net2net.flows.ConditionalINN",
-        "params": {
-            "dim": 64,
-            "cond_dim": 10,
-            "n_blocks": s.n_blocks,
-            "hidden_dim": s.hidden_dim,
-            "hidden_depth": 2,
-            "embedding_dim": s.embedding_dim,
-            "embedder_hidden_dim": 64,
-        },
-    }
-
-
-def _train(s: DemoSettings, data: LabelToDigits) -> ConditionalINN:
-    L.seed_everything(s.seed, workers=True, verbose=False)
-    module = CINNModule(
-        _flow_config(s), optim={"max_lr": s.max_lr, "warmup_steps": 100, "grad_clip": 100.0}, batch_size=s.batch_size
-    )
-    loader = DataLoader(data, batch_size=s.batch_size, shuffle=True, drop_last=True)
-    trainer = L.Trainer(
-        max_steps=s.steps,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=True,
-        log_every_n_steps=50,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*validation_step.*val_dataloader.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        trainer.fit(module, loader)
-    return module.tau
-
-
 def _classifier(train: LabelToDigits):
     from sklearn.linear_model import LogisticRegression
 
@@ -136,10 +75,12 @@ def _mean_pairwise_distance(x: Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate(tau: ConditionalINN, train: LabelToDigits, test: LabelToDigits, s: DemoSettings) -> dict[str, Any]:
+def evaluate(
+    tau: ConditionalINN, train: LabelToDigits, test: LabelToDigits, seed: int = 0, eval_samples_per_class: int = 100
+) -> dict[str, Any]:
     """Held-out NLL, class accuracy of samples under a classifier of real digits, and diversity."""
     tau.eval()
-    g = torch.Generator().manual_seed(s.seed + 1)
+    g = torch.Generator().manual_seed(seed + 1)
     onehot = F.one_hot(test.labels, 10).float()
     nats = []
     for _ in range(4):  # average over dequantisation noise
@@ -151,7 +92,7 @@ def evaluate(tau: ConditionalINN, train: LabelToDigits, test: LabelToDigits, s: 
 
     clf = _classifier(train)
     real_acc = float((torch.from_numpy(clf.predict(test.pixels.numpy())) == test.labels).float().mean())
-    n = s.eval_samples_per_class
+    n = eval_samples_per_class
     labels = torch.arange(10)
     samples = tau.sample(F.one_hot(labels, 10).float(), n, generator=g).clamp(-1, 1)  # (10, n, 64)
     pred = torch.from_numpy(clf.predict(samples.reshape(-1, 64).numpy())).view(10, n)
@@ -169,48 +110,63 @@ def evaluate(tau: ConditionalINN, train: LabelToDigits, test: LabelToDigits, s: 
     }
 
 
-def run_demo(out_dir: str | Path = "outputs/demo", cache_dir: str | Path | None = None, settings: DemoSettings | None = None, retrain: bool = False) -> dict[str, Any]:
+def digits_config(steps: int | None = None, seed: int | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The demo's training config: ``configs/demo/digits.yaml`` with ``steps``, ``seed`` and dotlist ``overrides``
+    (see :func:`net2net.training.runs.job_config`)."""
+    return job_config(DIGITS_CONFIG, steps=steps, seed=seed, overrides=overrides)
+
+
+def run_demo(
+    out_dir: str | Path = "outputs/demo",
+    run_dir: str | Path | None = None,
+    *,
+    steps: int | None = None,
+    seed: int | None = None,
+    overrides: Sequence[str] = (),
+    samples_per_class: int = 10,
+    eval_samples_per_class: int = 100,
+    retrain: bool = False,
+) -> dict[str, Any]:
     """Train (or reuse) the label-to-digits cINN, write ``label_to_digits.png`` and ``metrics.json``.
 
     Arguments:
         out_dir: where the PNG grid, the sampled tensors (safetensors) and the metrics go.
-        cache_dir: where trained weights are kept between runs (default ``~/.cache/net2net/demo``).
-        settings: demo settings; defaults to :class:`DemoSettings`.
-        retrain: train again even when cached weights exist.
+        run_dir: the training run folder (default ``<cache>/runs/digits-<key>``, reused by the next call).
+        steps: training steps (default: the config's 1500).
+        seed: seed of the data split, training and sampling (default: the config's 0).
+        overrides: dotlist overrides of the config, e.g. ``["model.params.flow_config.params.n_blocks=2"]``.
+        samples_per_class: columns of the PNG grid.
+        eval_samples_per_class: samples classified per class for the accuracy.
+        retrain: train again even when a finished run exists.
 
     Returns:
-        The metrics, also written to ``out_dir/metrics.json``.
+        The metrics, also written to ``out_dir/metrics.json``, with ``png``.
     """
-    s = settings or DemoSettings()
+    from .. import load_cinn
+
+    for name, value in (("samples_per_class", samples_per_class), ("eval_samples_per_class", eval_samples_per_class)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"{name} must be an int >= 2, got {value!r}")
+    cfg = digits_config(steps, seed, overrides)
+    seed = int(cfg["seed"])
     out_dir = Path(out_dir)
-    cache_dir = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "net2net" / "demo"
-    weights = cache_dir / f"label_to_digits-{s.key()}.safetensors"
-    train, test = LabelToDigits("train", s.seed), LabelToDigits("test", s.seed)
+    run = train_or_reuse(cfg, "digits", folder=run_dir, retrain=retrain)
+    tau = load_cinn(run.path / "cinn.safetensors")
+    train, test = LabelToDigits("train", seed), LabelToDigits("test", seed)
 
-    t0 = time.perf_counter()
-    if weights.exists() and not retrain:
-        log.info("reusing trained cINN from %s", weights)
-        tau = instantiate_from_config(_flow_config(s))
-        tau.load_state_dict(load_safetensors(weights, "the demo's trained cINN", "run the demo with --retrain"))
-        trained = False
-    else:
-        log.info("training the cINN for %d steps (weights will be cached in %s)", s.steps, weights)
-        tau = _train(s, train)
-        atomic_save_safetensors(tau.state_dict(), weights, metadata={"settings": json.dumps(asdict(s))})
-        trained = True
-    train_seconds = time.perf_counter() - t0
+    metrics = evaluate(tau, train, test, seed, eval_samples_per_class)
+    metrics.update(trained_now=run.trained_now, train_seconds=round(run.train_seconds, 1), run_dir=str(run.path),
+                   steps=cfg["lightning"]["trainer"]["max_steps"], seed=seed)  # fmt: skip
 
-    metrics = evaluate(tau, train, test, s)
-    metrics.update(trained_now=trained, train_seconds=round(train_seconds, 1), settings=asdict(s), weights=str(weights))
-
-    g = torch.Generator().manual_seed(s.seed + 2)
+    g = torch.Generator().manual_seed(seed + 2)
     with torch.no_grad():
-        samples = tau.sample(F.one_hot(torch.arange(10), 10).float(), s.samples_per_class, generator=g)
-    images = samples.reshape(-1, 1, 8, 8)  # (10 * n, 64) -> (10 * n, 1, 8, 8), one row per class
-    grid = make_grid(images, nrow=s.samples_per_class, scale=4, padding=2)
+        samples = tau.sample(F.one_hot(torch.arange(10), 10).float(), samples_per_class, generator=g)
+    images = samples.reshape(-1, 1, 8, 8)  # (10, n, 64) -> (10 * n, 1, 8, 8), one row per class
+    grid = make_grid(images, nrow=samples_per_class, scale=4, padding=2)
     png = save_png(grid, out_dir / "label_to_digits.png")
-    atomic_save_safetensors({"samples": images, "labels": torch.arange(10).repeat_interleave(s.samples_per_class)}, out_dir / "label_to_digits.safetensors")
+    labels = torch.arange(10).repeat_interleave(samples_per_class)
+    atomic_save_safetensors({"samples": images, "labels": labels}, out_dir / "label_to_digits.safetensors")
     with atomic_path(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2))
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     metrics["png"] = str(png)
     return metrics

@@ -2,10 +2,12 @@
 
 ``run_text2image(...)`` (``net2net demo``):
 
-1. trains the cINN of ``configs/translation/text2image.yaml`` (:func:`text2image_config` builds the same config)
-   on cached latents: the first run encodes Fashion-MNIST with the shipped autoencoder and the captions with
-   all-MiniLM-L6-v2, then trains; the run folder is kept under the cache directory, keyed by the config, so the
-   next call reuses it (an interrupted run resumes);
+1. trains the cINN of ``configs/translation/text2image.yaml`` (shipped with the package; :func:`text2image_config`
+   loads it with the command line's changes) on cached latents: the first run encodes Fashion-MNIST with the
+   shipped autoencoder and the captions with all-MiniLM-L6-v2, then trains. The run manager
+   (:func:`net2net.training.runs.train_or_reuse`) keeps the run in ``<cache>/runs/text2image-<key>``, keyed by the
+   config and the autoencoder's weights, so the next call reuses it (an interrupted run resumes); ``text2image``
+   is its stable name (``net2net translate text2image ...``, ``Net2Net.from_run("text2image")``);
 2. draws ``samples_per_prompt`` images for each prompt of :data:`DEMO_PROMPTS` (training phrasings, held-out
    phrasings and free prompts) into one PNG with the prompts written beside the rows, and saves the raw tensors;
 3. measures what the translation learned on the held-out phrasings of every class: the accuracy of the shipped
@@ -15,8 +17,6 @@
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import logging
 import time
@@ -25,18 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data import FASHION_MNIST_CAPTIONS, FASHION_MNIST_CLASSES, FashionMNIST
 from ..data.captions import HELD_OUT_ORIGINAL
-from ..data.latent_cache import default_cache_dir
 from ..images import make_grid
 from ..io import atomic_path, atomic_save_safetensors
 from ..metrics import mean_pairwise_distance
+from ..training.runs import job_config, train_or_reuse
 from .translate import Net2Net
 
-__all__ = ["DEMO_PROMPTS", "run_text2image", "text2image_config"]
+__all__ = ["DEMO_PROMPTS", "TEXT2IMAGE_CONFIG", "run_text2image", "text2image_config"]
 
 log = logging.getLogger(__name__)
 
@@ -54,86 +53,17 @@ DEMO_PROMPTS: tuple[tuple[str, int, str], ...] = (
     ("a formal shirt for the office", 6, "held-out"),
 )
 
-_BASE_CONFIG: dict[str, Any] = {
-    "model": {
-        "target": "net2net.training.cinn.CINNModule",
-        "params": {
-            "batch_size": 128,
-            "flow_config": {
-                "target": "net2net.flows.ConditionalINN",
-                "params": {"dim": 64, "cond_dim": 384, "n_blocks": 12, "hidden_dim": 256, "hidden_depth": 2,
-                           "embedding_dim": 64},
-            },
-            "optim": {"base_lr": 1.2e-5, "max_lr": 1.5e-3, "warmup_steps": 200, "decay_steps": 4000},
-        },
-    },
-    "data": {
-        "target": "net2net.training.translation.TranslationDataModule",
-        "params": {
-            "name": "text2image",
-            "batch_size": 128,
-            "source_key": "captions",
-            "condition_noise": 0.0,
-            "source": {"target": "net2net.experts.text.SentenceEncoder"},
-            "target": {"target": "net2net.experts.target.load_autoencoder_target",
-                       "params": {"path": "pretrained:fashion_mnist_autoencoder"}},
-            "train": {"target": "net2net.data.CaptionedDataset",
-                      "params": {"part": "train", "generated_per_class": 200,
-                                 "dataset": {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}}},
-            "validation": {"target": "net2net.data.CaptionedDataset",
-                           "params": {"part": "held_out",
-                                      "dataset": {"target": "net2net.data.FashionMNIST", "params": {"split": "test"}}}},
-        },
-    },
-    "seed": 0,
-    "lightning": {
-        "trainer": {"max_steps": 4000, "val_check_interval": 1000, "check_val_every_n_epoch": None,
-                    "limit_val_batches": 10, "num_sanity_val_steps": 0, "log_every_n_steps": 50},
-        "callbacks": {"image_logger": {"params": {"every_n_steps": 1000, "max_images": 64, "scale": 2}},
-                      "checkpoint": {"params": {"every_n_train_steps": 1000}}},
-    },
-}  # fmt: skip
-
-
-_TRAINER_PRECISION = {"auto": "auto", "32": "32-true", "bf16": "bf16-mixed"}
+TEXT2IMAGE_CONFIG = "translation/text2image.yaml"  # the shipped config (net2net.config.shipped_config)
 
 
 def text2image_config(
     steps: int | None = None, seed: int | None = None, precision: str | None = None
 ) -> dict[str, Any]:
-    """The training config of the demo (equal to ``configs/translation/text2image.yaml`` for the defaults).
-
-    ``precision`` (``"32"``, ``"bf16"`` or ``"auto"``, see :mod:`net2net.training.precision`) sets the trainer's
-    precision; None keeps the config's (float32).
-    """
-    cfg = copy.deepcopy(_BASE_CONFIG)
-    if precision is not None:
-        if precision not in _TRAINER_PRECISION:
-            raise ValueError(f"precision: expected one of {list(_TRAINER_PRECISION)}, got {precision!r}")
-        cfg["lightning"]["trainer"]["precision"] = _TRAINER_PRECISION[precision]
-    if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive int, got {steps!r}")
-        cfg["lightning"]["trainer"]["max_steps"] = steps
-        optim = cfg["model"]["params"]["optim"]
-        optim["warmup_steps"] = min(optim["warmup_steps"], steps // 4)
-        optim["decay_steps"] = steps  # the cosine ends with the run
-        every = max(1, min(1000, steps))
-        cfg["lightning"]["trainer"]["val_check_interval"] = every
-        cfg["lightning"]["callbacks"]["image_logger"]["params"]["every_n_steps"] = every
-        cfg["lightning"]["callbacks"]["checkpoint"]["params"]["every_n_train_steps"] = every
-    if seed is not None:
-        cfg["seed"] = int(seed)
-    return cfg
-
-
-def _key(cfg: dict[str, Any]) -> str:
-    """Digest of the config and of the target autoencoder's weights (new shipped weights -> a new run)."""
-    from ..pretrained import resolve_weights
-
-    weights = resolve_weights(cfg["data"]["params"]["target"]["params"]["path"])
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else "missing"
-    return hashlib.sha256(json.dumps([cfg, digest], sort_keys=True).encode()).hexdigest()[:12]
+    """The main job's training config: ``configs/translation/text2image.yaml`` as shipped with the package, with the
+    command line's ``steps``, ``seed`` and ``precision`` (``"32"``, ``"bf16"`` or ``"auto"``, see
+    :mod:`net2net.training.precision`; None keeps the config's float32), applied by
+    :func:`net2net.training.runs.job_config`."""
+    return job_config(TEXT2IMAGE_CONFIG, steps=steps, seed=seed, precision=precision)
 
 
 def _labelled_grid(images: torch.Tensor, labels: Sequence[str], scale: int = 2, label_width: int = 300) -> Image.Image:
@@ -188,7 +118,8 @@ def _evaluate_at(model: Net2Net, classify: Any, samples_per_caption: int, seed: 
     g = torch.Generator().manual_seed(seed)
     test = FashionMNIST(split="test")
     labels = torch.tensor(test.labels)
-    per_prompt, correct, total = [], torch.zeros(10), torch.zeros(10)
+    per_prompt: list[dict[str, Any]] = []
+    correct, total = torch.zeros(10), torch.zeros(10)
     for label, parts in FASHION_MNIST_CAPTIONS.items():
         idx = torch.nonzero(labels == label).flatten()[:samples_per_caption].tolist()
         real = torch.stack([test[i]["image"] for i in idx])  # only the images compared, not all 10k
@@ -233,7 +164,7 @@ def run_text2image(
 
     Arguments:
         out_dir: where ``text_to_image.png``, ``text_to_image.safetensors`` and ``metrics.json`` go.
-        run_dir: the training run folder (default: ``<cache>/runs/text2image-<config key>``, reused next time).
+        run_dir: the training run folder (default: ``<cache>/runs/text2image-<key>``, reused next time).
         steps: training steps (default: the config's 4000).
         seed: seed of training and sampling.
         samples_per_prompt: columns of the PNG.
@@ -247,23 +178,12 @@ def run_text2image(
         The metrics (also in ``metrics.json``), with ``png`` and ``run_dir``.
     """
     from ..experts.classifier import load_classifier
-    from ..training.run import train_from_config
 
     cfg = text2image_config(steps, seed, precision)
-    run = Path(run_dir) if run_dir is not None else default_cache_dir("runs") / f"text2image-{_key(cfg)}"
     out = Path(out_dir)
     t0 = time.perf_counter()
-    trained = False
-    if retrain or not (run / "cinn.safetensors").is_file():
-        run.mkdir(parents=True, exist_ok=True)
-        with atomic_path(run / "demo_config.yaml") as tmp:
-            OmegaConf.save(OmegaConf.create(cfg), tmp)
-        log.info("training the text-to-image cINN in %s (the next run reuses it)", run)
-        train_from_config(run / "demo_config.yaml", log_dir=run, resume=not retrain)
-        trained = True
-    else:
-        log.info("reusing the trained text-to-image cINN in %s", run)
-    train_seconds = time.perf_counter() - t0
+    trained = train_or_reuse(cfg, "text2image", folder=run_dir, retrain=retrain)
+    run, train_seconds = trained.path, trained.train_seconds
 
     model = Net2Net.from_run(run)
     g = torch.Generator().manual_seed(seed + 1)
@@ -278,8 +198,9 @@ def run_text2image(
 
     classifier = load_classifier("pretrained:fashion_mnist_classifier")
     metrics = evaluate_text2image(model, classifier, samples_per_caption=eval_samples, seed=seed + 2)
-    metrics.update(png_temperature=temperature, trained_now=trained, train_seconds=round(train_seconds, 1), run_dir=str(run),
-                   steps=cfg["lightning"]["trainer"]["max_steps"], seconds_total=round(time.perf_counter() - t0, 1))  # fmt: skip
+    metrics.update(png_temperature=temperature, trained_now=trained.trained_now, train_seconds=round(train_seconds, 1),
+                   run_dir=str(run), steps=cfg["lightning"]["trainer"]["max_steps"],
+                   seconds_total=round(time.perf_counter() - t0, 1))  # fmt: skip
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     metrics["png"] = str(png)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 from ..config import instantiate, trusted_modules
 from ..data.embeddings import Standardization
 from ..flows import ConditionalINN
+from ..training.runs import resolve_run
 from ..translators import Translator, load_translator
 
 __all__ = ["Net2Net"]
@@ -88,7 +88,8 @@ class Net2Net(nn.Module):
         """Rebuild from a finished training run: experts from ``config.yaml``'s ``data.params.source/target``.
 
         Arguments:
-            run_dir: the run folder (``config.yaml`` and ``cinn_file``).
+            run_dir: the run folder (``config.yaml`` and ``cinn_file``), or a run name such as ``"text2image"``: the
+                newest finished run of that name under ``$NET2NET_CACHE/runs`` (:func:`net2net.training.runs.resolve_run`).
             cinn_file: τ's weights in the folder (read as data only, see :func:`net2net.training.cinn.load_cinn`).
             trust: modules besides ``net2net`` that the config may import (e.g. ``["mypkg"]`` for
                 ``mypkg.experts.MyExpert``), like ``trust_remote_code`` in the Hugging Face libraries.
@@ -100,7 +101,7 @@ class Net2Net(nn.Module):
             net2net.config.ConfigError: the config is not a translation run's, or an expert cannot be built.
             ValueError: the weights file is corrupt or does not fit.
         """
-        run = Path(run_dir)
+        run = resolve_run(run_dir)  # a path, or a run name: the newest finished run of that name
         cfg_file = run / "config.yaml"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{run} is not a training run folder (no config.yaml)")

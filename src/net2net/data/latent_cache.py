@@ -44,12 +44,10 @@ from ..experts.protocols import check_code
 from ..io import atomic_path, atomic_save_safetensors, file_digest, load_safetensors, read_safetensors_metadata
 
 __all__ = [
-    "CACHE_ENV",
     "CACHE_FORMAT",
     "LatentDataset",
     "cache_key",
     "dataset_fingerprint",
-    "default_cache_dir",
     "encode_dataset",
     "encode_source",
     "encode_target",
@@ -57,16 +55,9 @@ __all__ = [
 ]
 
 CACHE_FORMAT = "net2net.LatentCache/1"
-CACHE_ENV = "NET2NET_CACHE"  # root of every net2net cache (default ~/.cache/net2net)
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-
-
-def default_cache_dir(sub: str = "latents") -> Path:
-    """``$NET2NET_CACHE/<sub>``, default ``~/.cache/net2net/<sub>``."""
-    root = os.environ.get(CACHE_ENV)
-    return (Path(root) if root else Path.home() / ".cache" / "net2net") / sub
 
 
 def _update_array(h: Any, value: Any) -> None:

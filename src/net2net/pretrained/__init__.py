@@ -24,15 +24,15 @@ PRETRAINED: dict[str, tuple[str, str]] = {
     "fashion_mnist_classifier": (
         "fashion_mnist_classifier.safetensors",
         "net2net train configs/classifier/fashion_mnist_classifier.yaml  "
-        "(then runs/fashion_mnist_classifier/classifier.safetensors)",
+        "(then $NET2NET_CACHE/runs/fashion_mnist_classifier/classifier.safetensors)",
     ),
     "fashion_mnist_autoencoder": (
         "fashion_mnist_autoencoder.safetensors",
-        "net2net train configs/autoencoder/fashion_mnist.yaml  (then runs/fashion_mnist/autoencoder.safetensors)",
+        "net2net train configs/autoencoder/fashion_mnist.yaml  (then $NET2NET_CACHE/runs/fashion_mnist/autoencoder.safetensors)",
     ),
     "digits_union_autoencoder": (
         "digits_union_autoencoder.safetensors",
-        "net2net train configs/autoencoder/digits_union.yaml  (then runs/digits_union/autoencoder.safetensors)",
+        "net2net train configs/autoencoder/digits_union.yaml  (then $NET2NET_CACHE/runs/digits_union/autoencoder.safetensors)",
     ),
 }
 

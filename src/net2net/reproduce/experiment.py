@@ -14,7 +14,6 @@ text of its page, which is a function of the JSON summary alone (so a page can b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -26,9 +25,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 from torch import Tensor
 
-from ..data.latent_cache import default_cache_dir
 from ..images import make_grid, save_png
 from ..io import atomic_path
+from ..training.runs import run_key, train_or_reuse
+from ..training.runs import runs_dir as default_runs_dir
 
 __all__ = [
     "AUTOENCODER",
@@ -129,37 +129,24 @@ def used_runs(clear: bool = False) -> list[Path]:
 
 def runs_root(runs_dir: str | Path | None) -> Path:
     """Where an experiment's training runs live: ``runs_dir``, else ``<cache>/runs/reproduce``."""
-    return Path(runs_dir) if runs_dir is not None else default_cache_dir("runs") / "reproduce"
+    return Path(runs_dir) if runs_dir is not None else default_runs_dir() / "reproduce"
 
 
 def config_key(obj: Any) -> str:
-    """A short hash of a JSON-serialisable config: the name of its run folder, so that a changed config retrains."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+    """The run manager's key of a config (:func:`net2net.training.runs.run_key`: its content and the digests of the
+    files it names): the suffix of its run folder, so that a changed config or weights file retrains."""
+    return run_key(obj)
 
 
 def train_once(cfg: Mapping[str, Any], runs: Path, name: str, weights: str = "cinn.safetensors") -> tuple[Path, float]:
-    """Train ``cfg`` into ``runs/<name>-<config hash>`` unless its ``weights`` file exists.
+    """Train ``cfg`` into ``runs/<name>-<key>`` unless its ``weights`` file exists (the run manager's
+    :func:`~net2net.training.runs.train_or_reuse`).
 
     Returns the run folder and the training seconds (0 when the run was reused).
     """
-    from omegaconf import OmegaConf
-
-    from ..training.run import train_from_config
-
-    run = runs / f"{name}-{config_key(cfg)}"
-    _USED_RUNS.append(run)
-    if (run / weights).is_file():
-        log.info("reusing %s", run / weights)
-        return run, 0.0
-    run.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run / "experiment.yaml") as tmp:
-        OmegaConf.save(OmegaConf.create(dict(cfg)), tmp)
-    t0 = time.perf_counter()
-    with torch.enable_grad():
-        train_from_config(run / "experiment.yaml", log_dir=run)
-    if not (run / weights).is_file():
-        raise RuntimeError(f"training {run} finished without writing {weights}")
-    return run, time.perf_counter() - t0
+    run = train_or_reuse(cfg, name, root=runs, weights=weights)
+    _USED_RUNS.append(run.path)
+    return run.path, run.train_seconds
 
 
 # -- one call of an experiment ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from ..data.latent_cache import default_cache_dir
+from ..training.runs import resolve_run, runs_dir
 
 __all__ = ["LAYER_NAMES", "TABS", "RunInfo", "classify_run", "find_runs", "main_job_run"]
 
@@ -81,10 +81,15 @@ def classify_run(run_dir: str | os.PathLike[str]) -> RunInfo | None:
 
 
 def main_job_run() -> Path:
-    """Where ``net2net demo`` keeps the main job's run with its default config."""
-    from ..apps.text2image import _key, text2image_config
+    """The main job's run: the newest finished run named ``text2image`` (``net2net demo``'s), else where its default
+    config's run would be."""
+    try:
+        return resolve_run("text2image")
+    except FileNotFoundError:
+        from ..apps.text2image import text2image_config
+        from ..training.runs import run_key
 
-    return default_cache_dir("runs") / f"text2image-{_key(text2image_config())}"
+        return runs_dir() / f"text2image-{run_key(text2image_config())}"
 
 
 def _candidates(root: Path) -> Iterable[Path]:
@@ -117,7 +122,7 @@ def find_runs(
     if run_dirs:
         found = [_given_run(run) for run in run_dirs]
     else:
-        base = Path(root) if root is not None else default_cache_dir("runs")
+        base = runs_dir(root)
         found = []
         for path in sorted(_candidates(base), key=lambda p: (p / "cinn.safetensors").stat().st_mtime, reverse=True):
             try:

@@ -13,7 +13,8 @@ A config has three blocks:
         checkpoint: {params: {every_n_train_steps: 500}}
     seed: 0
 
-A run writes into its log folder (default ``runs/<stem of the first config>``)::
+A run writes into its log folder (default ``$NET2NET_CACHE/runs/<stem of the first config>``, see
+:mod:`net2net.training.runs`)::
 
     config.yaml                    the merged config (files + overrides) of the latest call
     checkpoints/last.ckpt          Lightning checkpoint (model, optimisers, loops, callbacks), written atomically
@@ -131,11 +132,14 @@ class RunLockedError(RuntimeError):
 
 
 def default_log_dir(config_paths: PathLike | Mapping[str, Any] | Sequence[PathLike | Mapping[str, Any]]) -> Path:
-    """``runs/<stem of the first config file>``; a config given as a mapping has no default (pass ``log_dir``)."""
+    """``<runs_dir()>/<stem of the first config file>`` (``$NET2NET_CACHE/runs``, see :mod:`net2net.training.runs`);
+    a config given as a mapping has no default (pass ``log_dir``)."""
+    from .runs import runs_dir
+
     first = config_paths if isinstance(config_paths, (str, os.PathLike, Mapping)) else next(iter(config_paths))
     if isinstance(first, Mapping):
         raise ConfigError("log_dir: a config given as a mapping needs an explicit log_dir")
-    return Path("runs") / Path(first).stem
+    return runs_dir() / Path(first).stem
 
 
 def _plain(cfg: Any) -> Any:
@@ -489,7 +493,7 @@ def train_from_config(
         config_paths: one YAML file or mapping (``dict``/``DictConfig``), or several, merged in order (later
             ones win).
         overrides: dotlist overrides ``key.path=value``, applied after the files.
-        log_dir: output folder (default ``runs/<stem of the first config>``).
+        log_dir: output folder (default ``$NET2NET_CACHE/runs/<stem of the first config>``).
         resume: continue from ``<log_dir>/checkpoints/last.ckpt`` if it exists; ``False`` starts from step 0
             (the existing ``last.ckpt`` is overwritten by the new run).
 

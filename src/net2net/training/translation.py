@@ -33,18 +33,18 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import instantiate_from_config
-from ..experts.protocols import check_expert
 from ..data.latent_cache import (
     LatentDataset,
     _collate,
     cache_key,
     dataset_fingerprint,
-    default_cache_dir,
     encode_dataset,
     encode_source,
     encode_target,
     verify_cache,
 )
+from ..experts.protocols import check_expert
+from .runs import cache_root
 
 __all__ = ["TranslationDataModule"]
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.split_configs = {"train": dict(train), **({"validation": dict(validation)} if validation else {})}
         self.batch_size = batch_size
         self.source_key, self.target_key = source_key, target_key
-        self.cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.cache_root = Path(cache_dir) if cache_dir is not None else cache_root() / "latents"
         self.name = name
         self.condition_noise = condition_noise
         self.encode_batch_size = encode_batch_size
