@@ -24,7 +24,7 @@ from torch import Tensor
 
 from net2net.flows import ConditionalINN
 from net2net.flows.layers import ActNorm
-from net2net.training.cinn import load_cinn
+from net2net.flows import load_cinn
 
 pytestmark = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()) or sys.platform == "win32",
@@ -60,7 +60,7 @@ def _config(dump_dir: Path) -> dict[str, Any]:
     return {
         "seed": 0,
         "model": {
-            "target": "net2net.training.cinn.CINNModule",
+            "target": "net2net.training.translator.CINNModule",
             "params": {
                 "flow_config": {"target": "net2net.flows.ConditionalINN", "params": FLOW_PARAMS},
                 "optim": {"warmup_steps": 1, "max_lr": 1e-3},

@@ -81,7 +81,7 @@ def _evaluate_autoencoder(args: argparse.Namespace) -> int:
     from .experts.target import load_autoencoder_target
     from .images import make_grid, save_png
     from .io import atomic_path
-    from .metrics.autoencoder import evaluate_autoencoder
+    from .metrics.reconstruction import evaluate_autoencoder
 
     ae = load_autoencoder_target(args.weights)
     if ae.image_size != 28 or ae.in_channels != 1:

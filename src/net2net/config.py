@@ -40,6 +40,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
+    "MOVED_TARGETS",
     "ConfigError",
     "UntrustedTargetError",
     "load_config",
@@ -64,6 +65,20 @@ class UntrustedTargetError(ConfigError):
 # None: every import path is allowed (a config the user wrote); a tuple: only net2net and these module prefixes
 _TRUSTED: ContextVar[tuple[str, ...] | None] = ContextVar("net2net_trusted_modules", default=None)
 PACKAGE = "net2net"
+
+# Dotted names that moved (old -> new): configs and run folders written before a move keep loading. Consulted by
+# get_obj_from_str before anything is imported; the trust rules apply to the new name.
+MOVED_TARGETS: dict[str, str] = {
+    # issue 13: one LightningModule file for the translators; the cINN's weights file next to the model
+    "net2net.training.cinn.CINNModule": "net2net.training.translator.CINNModule",
+    "net2net.training.cinn.save_cinn": "net2net.flows.weights.save_cinn",
+    "net2net.training.cinn.load_cinn": "net2net.flows.weights.load_cinn",
+    "net2net.training.mlp.MLPTranslatorModule": "net2net.training.translator.TranslatorModule.from_translator_config",
+    "net2net.training.mlp.MLPTranslator": "net2net.translators.mlp.MLPTranslator",
+    "net2net.training.autoencoder.AutoencoderModule": "net2net.training.autoencoder_module.AutoencoderModule",
+    "net2net.flows.base.InvertibleModule": "net2net.flows.invertible.InvertibleModule",
+    "net2net.flows.base.SequentialFlow": "net2net.flows.invertible.SequentialFlow",
+}
 
 
 def _within(name: str, prefixes: Iterable[str]) -> bool:
@@ -230,6 +245,8 @@ def get_obj_from_str(name: str) -> Any:
     Returns:
         The object.
 
+    A name in :data:`MOVED_TARGETS` (where a class or function lived before it moved) imports its new name.
+
     Raises:
         ValueError: If the path is malformed, its top-level module does not exist or an attribute
             is missing.
@@ -242,6 +259,7 @@ def get_obj_from_str(name: str) -> Any:
     """
     if not isinstance(name, str):
         raise ValueError(f"expected an import path 'package.module.attr', got {name!r}")
+    name = MOVED_TARGETS.get(name, name)  # a name from before a move (configs and run folders on disk)
     parts = name.split(".")
     if len(parts) < 2 or any(not part for part in parts):
         raise ValueError(f"malformed import path {name!r}: expected 'package.module.attr'")

@@ -33,7 +33,7 @@ from ..data import Digits
 from ..flows import ConditionalINN, nll
 from ..images import make_grid, save_png
 from ..io import atomic_path, atomic_save_safetensors, load_safetensors
-from ..training.cinn import CINNModule
+from ..training.translator import CINNModule
 
 __all__ = ["DemoSettings", "LabelToDigits", "run_demo"]
 

@@ -56,7 +56,7 @@ DEMO_PROMPTS: tuple[tuple[str, int, str], ...] = (
 
 _BASE_CONFIG: dict[str, Any] = {
     "model": {
-        "target": "net2net.training.cinn.CINNModule",
+        "target": "net2net.training.translator.CINNModule",
         "params": {
             "batch_size": 128,
             "flow_config": {

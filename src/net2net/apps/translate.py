@@ -89,7 +89,7 @@ class Net2Net(nn.Module):
 
         Arguments:
             run_dir: the run folder (``config.yaml`` and ``cinn_file``).
-            cinn_file: τ's weights in the folder (read as data only, see :func:`net2net.training.cinn.load_cinn`).
+            cinn_file: τ's weights in the folder (read as data only, see :func:`net2net.flows.load_cinn`).
             trust: modules besides ``net2net`` that the config may import (e.g. ``["mypkg"]`` for
                 ``mypkg.experts.MyExpert``), like ``trust_remote_code`` in the Hugging Face libraries.
             trust_config: import whatever the config names (only for run folders you made or checked).
@@ -111,7 +111,7 @@ class Net2Net(nn.Module):
             cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
         except (yaml.YAMLError, OmegaConfBaseException, OSError) as e:
             raise ValueError(f"{cfg_file}: cannot read the run's config: {str(e).splitlines()[0]}") from e
-        from ..training.cinn import load_cinn
+        from ..flows import load_cinn
         from ..training.fit import resolve_run_paths
 
         data = cfg.get("data") if isinstance(cfg, dict) else None

@@ -32,7 +32,7 @@ from torch import Tensor
 from torch import nn
 
 from ..flows import ConditionalINN, UnconditionalFlow, nll
-from ..flows.base import check_flat, check_tensor
+from ..flows.checks import check_flat, check_tensor
 
 __all__ = ["InformationEstimate", "fit_unconditional_flow", "heldout_nll", "information_estimate"]
 log = logging.getLogger(__name__)

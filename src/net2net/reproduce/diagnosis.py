@@ -103,10 +103,9 @@ def diagnosis_config(layer: str, kind: str, settings: DiagnosisSettings) -> dict
     if kind == "cinn":
         model = cinn_config(cond, settings.steps)
     else:
-        model = {"target": "net2net.training.mlp.MLPTranslatorModule", "params": {
-            "batch_size": 128, "optim": optim_config(settings.steps),
-            "translator_config": {"target": "net2net.training.mlp.MLPTranslator", "params": {
-                "dim": 64, "hidden_dim": 256, "depth": 2, "embedding_dim": 64, **cond}}}}
+        model = {"target": "net2net.training.translator.TranslatorModule", "params": {
+            "translator": "mlp", "batch_size": 128, "optim": optim_config(settings.steps),
+            "translator_params": {"dim": 64, "hidden_dim": 256, "depth": 2, "embedding_dim": 64, **cond}}}
     fmnist = {"target": "net2net.data.FashionMNIST", "params": {"split": "train"}}
     test = {"target": "net2net.data.FashionMNIST", "params": {"split": "test"}}
     return {
@@ -136,8 +135,8 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
     from ..experts.classifier import load_classifier
     from ..experts.layer import classifier_expert
     from ..experts.target import load_autoencoder_target
-    from ..training.cinn import load_cinn
-    from ..training.mlp import load_mlp
+    from ..flows import load_cinn
+    from ..translators import load_translator
 
     settings = settings or (QUICK if quick else FULL)
     out = Path(out_dir)
@@ -171,7 +170,7 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
         expert = classifier_expert(CLASSIFIER, layer)
         z_src = batched(expert.encode, real)
         result: dict[str, Any] = {"layer": name, "module": layer, "shape": list(z_src.shape[1:])}
-        for kind, weights in (("cinn", "cinn.safetensors"), ("mlp", "mlp.safetensors")):
+        for kind, weights in (("cinn", "cinn.safetensors"), ("mlp", "translator.safetensors")):
             run, secs = train_once(diagnosis_config(layer, kind, settings), runs, f"diagnosis-{name}-{kind}", weights)
             seconds[f"{name}/{kind}"] = round(secs, 1)
             if kind == "cinn":
@@ -190,7 +189,7 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
                 )  # fmt: skip
                 cinn_images = images
             else:
-                mlp = load_mlp(run / weights).eval()
+                mlp = load_translator(run / weights)
                 mlp_images = batched(lambda c: target.decode(mlp(c)), z_src).clamp(-1, 1)
                 result.update(
                     mlp_fid=domain_fid(mlp_images, real, features),

@@ -197,7 +197,7 @@ def run_disentangle(out_dir: str | Path = "docs/results", quick: bool = False, r
     from ..experts.classifier import load_classifier
     from ..experts.encoder import deformed_encoder
     from ..experts.target import load_autoencoder_target
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     settings = settings or (QUICK if quick else FULL)
     out = Path(out_dir)

@@ -210,7 +210,7 @@ def run_exemplar(out_dir: str | Path = "docs/results", quick: bool = False, runs
     from ..experts.label import classifier_argmax_expert
     from ..experts.layer import classifier_expert
     from ..experts.target import load_autoencoder_target
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     settings = settings or (QUICK if quick else FULL)
     out = Path(out_dir)

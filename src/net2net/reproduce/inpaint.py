@@ -235,7 +235,7 @@ def run_inpaint(out_dir: str | Path = "docs/results", quick: bool = False, runs_
     """
     from ..experts.classifier import load_classifier
     from ..experts.target import load_autoencoder_target
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     settings = settings or (QUICK if quick else FULL)
     out = Path(out_dir)

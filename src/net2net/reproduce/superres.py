@@ -116,7 +116,7 @@ def low_res_autoencoder_config(settings: SuperresSettings = FULL) -> dict[str, A
                                                             "seed": settings.seed}}  # fmt: skip
     every = min(500, settings.ae_steps)
     return {
-        "model": {"target": "net2net.training.autoencoder.AutoencoderModule", "params": {
+        "model": {"target": "net2net.training.autoencoder_module.AutoencoderModule", "params": {
             "image_size": LOW_RES, "in_channels": 1, "z_dim": 64,
             # the "small" preset at half its widths (it has no decoder widths for 14 px, and a quarter of the
             # pixels need less): ResNet (1, 1, 1, 1) x 8 encoder; decoder ch 16 with the 28 px multipliers (4, 2, 1)
@@ -216,7 +216,7 @@ def _fashion_part(runs: Path, settings: SuperresSettings, out: Path, g: torch.Ge
     from ..experts.classifier import load_classifier
     from ..experts.resize import low_res_encoder
     from ..experts.target import load_autoencoder_target
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     ae_run, ae_secs = train_once(low_res_autoencoder_config(settings), runs, "superres-ae14", "autoencoder.safetensors")
     ae_weights = ae_run / "autoencoder.safetensors"
@@ -283,7 +283,7 @@ def _same_class_diversity(real: Tensor, labels: Tensor, k: int, g: torch.Generat
 def _face_part(runs: Path, settings: SuperresSettings, out: Path, g: torch.Generator) -> dict[str, Any]:
     from ..data.faces import load_dcgan_face_generator
     from ..experts.resize import Downsample
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     run, secs = train_once(face_config(settings), runs, "superres-faces")
     tau = load_cinn(run / "cinn.safetensors")

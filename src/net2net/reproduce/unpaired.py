@@ -238,7 +238,7 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
     from ..experts.base import expert_fingerprint
     from ..experts.label import LabelEncoder
     from ..experts.target import load_autoencoder_target
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     settings = settings or (QUICK if quick else FULL)
     out = Path(out_dir)

@@ -23,7 +23,7 @@ class ImageLogger(Callback):
     ``<out_dir>/images/step_XXXXXX_<name>.png`` (rank zero only).
 
     The module must provide ``log_images(batch, max_images, generator) -> dict[str, Tensor]`` of image batches
-    in [-1, 1] (for :class:`net2net.training.autoencoder.AutoencoderModule`: ``inputs``, ``reconstructions`` and
+    in [-1, 1] (for :class:`net2net.training.autoencoder_module.AutoencoderModule`: ``inputs``, ``reconstructions`` and
     ``samples`` from the prior). It is called in eval mode on the current training batch and put back in its
     previous mode afterwards. The prior codes come from a generator seeded with ``seed`` at every call, so
     the ``samples`` grids of different steps show the same codes.

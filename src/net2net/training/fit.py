@@ -1,7 +1,7 @@
 """``net2net fit``: a translation from two row-aligned embedding files, and what to do with a run afterwards.
 
 :func:`fit` checks and standardises the arrays in one pass (:func:`net2net.data.embeddings.scan_pair`), writes a
-config of a :class:`~net2net.training.cinn.CINNModule` over an
+config of a :class:`~net2net.training.translator.CINNModule` over an
 :class:`~net2net.data.embeddings.EmbeddingDataModule` into the run folder and trains it with
 :func:`~net2net.training.run.train_from_config` (Lightning: checkpoints, resuming, DDP). Validation on held-out
 blocks stops the run early when the held-out NLL stops improving. The run folder::
@@ -138,7 +138,7 @@ def _config(
     return {
         "seed": s.seed,
         "model": {
-            "target": "net2net.training.cinn.CINNModule",
+            "target": "net2net.training.translator.CINNModule",
             "params": {
                 "flow_config": {"target": "net2net.flows.ConditionalINN", "params": flow},
                 "optim": {

@@ -4,7 +4,7 @@ A config has three blocks:
 
 .. code-block:: yaml
 
-    model:      {target: net2net.training.autoencoder.AutoencoderModule, params: {...}}
+    model:      {target: net2net.training.autoencoder_module.AutoencoderModule, params: {...}}
     data:       {target: net2net.training.datamodule.DataModule, params: {...}}
     lightning:
       trainer:  {max_steps: 5000, val_check_interval: 500, ...}   # keyword arguments of lightning.Trainer
@@ -22,7 +22,6 @@ A run writes into its log folder (default ``runs/<stem of the first config>``)::
     logs/version_N/metrics.csv     scalars of the N-th call (CSVLogger)
     autoencoder.safetensors        encoder + decoder weights with the architecture as JSON metadata
     cinn.safetensors               (cINN runs) τ's weights and ActNorm state, its flow config as JSON metadata
-    mlp.safetensors                (MLP translator baseline runs) its weights and config
     translator.safetensors         (TranslatorModule runs) the translator's weights, kind and parameters
     summary.json                   steps, wall time and seconds per step (median and mean) of the latest call
     compute.json                   time, energy, CO2 and cost of the calls since step 0 (see training/compute.py)
@@ -430,8 +429,7 @@ def _check_dims(model: Any, data: Any) -> None:
     target = getattr(data, "target", None) if hasattr(type(data), "target") else None
     dim, z_dim = getattr(net, "dim", None), getattr(target, "z_dim", None)
     if isinstance(dim, int) and isinstance(z_dim, int) and dim != z_dim:
-        block = "flow_config" if hasattr(model, "tau") else "translator_config"
-        key = f"model.params.{block}.params.dim"
+        key = "model.params.flow_config.params.dim" if hasattr(model, "tau") else "model.params.translator_params.dim"
         raise ConfigError(f"{key}: {dim}, but the target expert's codes have {z_dim} dimensions (its z_dim); "
                           f"set it to {z_dim}")  # fmt: skip
 
@@ -443,21 +441,15 @@ def _save_config(cfg: DictConfig, path: Path) -> None:
 
 def _export(model: L.LightningModule, log_dir: Path, global_step: int) -> Path | None:
     """Write ``autoencoder.safetensors`` for modules with an encoder and a decoder, ``cinn.safetensors`` for modules
-    with a cINN ``tau``, ``mlp.safetensors`` for the MLP translator baseline (others: nothing)."""
-    from .mlp import MLPTranslatorModule
+    with a cINN ``tau``, ``translator.safetensors`` for a :class:`TranslatorModule` (others: nothing)."""
     from .translator import TranslatorModule
 
     if isinstance(model, TranslatorModule):
         from ..translators import save_translator
 
         return save_translator(model.translator, log_dir / "translator.safetensors", {"global_step": str(global_step)})
-    if isinstance(model, MLPTranslatorModule):
-        from .mlp import save_mlp
-
-        return save_mlp(model.translator, log_dir / "mlp.safetensors", {"global_step": str(global_step)})
     if hasattr(model, "tau") and "flow_config" in getattr(model, "hparams", {}):
-        from ..flows import ConditionalINN
-        from .cinn import save_cinn
+        from ..flows import ConditionalINN, save_cinn
 
         if type(model.tau) is not ConditionalINN:
             log.warning("not exporting cinn.safetensors: tau is a %s, not a ConditionalINN", type(model.tau).__name__)
