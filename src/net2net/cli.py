@@ -572,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             args.items = [*args.items, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:  # Lightning's banner lines (accelerators, tips) are noise for a CLI user
+    # Lightning's banner lines (accelerators, tips) are noise for a CLI user; inference does not import Lightning
+    if not args.verbose and args.command not in ("translate", "sample", "score"):
         import lightning.pytorch  # noqa: F401  (Lightning sets its loggers' levels when imported)
 
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):

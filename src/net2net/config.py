@@ -48,6 +48,7 @@ __all__ = [
     "instantiate",
     "instantiate_from_config",
     "nearest",
+    "resolve_run_paths",
     "trusted_modules",
 ]
 
@@ -78,6 +79,7 @@ MOVED_TARGETS: dict[str, str] = {
     "net2net.training.autoencoder.AutoencoderModule": "net2net.training.autoencoder_module.AutoencoderModule",
     "net2net.flows.base.InvertibleModule": "net2net.flows.invertible.InvertibleModule",
     "net2net.flows.base.SequentialFlow": "net2net.flows.invertible.SequentialFlow",
+    "net2net.data.embeddings.EmbeddingDataModule": "net2net.training.datamodule.EmbeddingDataModule",  # data/: no Lightning
 }
 
 
@@ -477,3 +479,18 @@ def instantiate(config: Any, key: str) -> Any:
     except (ValueError, TypeError, FileNotFoundError, ImportError, KeyError, OmegaConfBaseException) as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(key) else f"{key}: {msg}") from e
+
+
+RUN_PATH_PREFIX = "run:"  # a config string "run:experts/x.safetensors" names a file inside the run folder
+
+
+def resolve_run_paths(block: Any, run: Path) -> Any:
+    """Replace ``run:FILE`` strings in a config block by paths inside the run folder ``run`` (an exported
+    translation names its experts' weights so)."""
+    if isinstance(block, dict):
+        return {k: resolve_run_paths(v, run) for k, v in block.items()}
+    if isinstance(block, list):
+        return [resolve_run_paths(v, run) for v in block]
+    if isinstance(block, str) and block.startswith(RUN_PATH_PREFIX):
+        return str(run / block.removeprefix(RUN_PATH_PREFIX))
+    return block

@@ -40,9 +40,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor, nn
 
-from ..config import instantiate, trusted_modules
-from ..data.embeddings import Standardization
-from ..flows import ConditionalINN
+from ..config import instantiate, resolve_run_paths, trusted_modules
+from ..data.standardization import Standardization
+from ..flows import ConditionalINN, load_cinn
 from ..translators import Translator, load_translator
 
 __all__ = ["Net2Net"]
@@ -111,9 +111,6 @@ class Net2Net(nn.Module):
             cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
         except (yaml.YAMLError, OmegaConfBaseException, OSError) as e:
             raise ValueError(f"{cfg_file}: cannot read the run's config: {str(e).splitlines()[0]}") from e
-        from ..flows import load_cinn
-        from ..training.fit import resolve_run_paths
-
         data = cfg.get("data") if isinstance(cfg, dict) else None
         params = (data.get("params") if isinstance(data, dict) else None) or {}
         if not isinstance(params, dict):
