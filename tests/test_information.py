@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from net2net.flows import ConditionalINN, UnconditionalFlow, nll
-from net2net.metrics.information import fit_unconditional_flow, heldout_nll, information_estimate
+from net2net.metrics.information import heldout_nll, information_estimate
+from net2net.training.in_memory import fit_unconditional_flow
 from net2net.synthetic import LinearGaussian
 
 DIM, COND_DIM, N_TRAIN, N_TEST, STEPS = 4, 3, 4000, 4000, 300

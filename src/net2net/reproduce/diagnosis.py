@@ -31,7 +31,8 @@ from torch import Tensor
 from ..data import FashionMNIST, Subset
 from ..images import make_grid
 from ..io import atomic_path
-from ..metrics import domain_fid, fit_unconditional_flow, heldout_nll, information_estimate, mean_pairwise_distance
+from ..metrics import domain_fid, heldout_nll, information_estimate, mean_pairwise_distance
+from ..training.in_memory import fit_unconditional_flow
 from ._common import (
     AUTOENCODER,
     CLASSIFIER,

@@ -35,7 +35,7 @@ from ..data import ConcatDomains
 from ..data.embeddings import EmbeddingArray, PairedEmbeddingStream, block_size, held_out_blocks, open_embeddings
 from ..data.standardization import Standardization
 
-__all__ = ["DataModule", "EmbeddingDataModule", "concat_domains"]
+__all__ = ["DataModule", "EmbeddingDataModule", "TensorDataModule", "concat_domains"]
 
 
 def concat_domains(
@@ -297,3 +297,60 @@ class EmbeddingDataModule(L.LightningDataModule):
         src, tgt = self.held_out()
         batch = min(max(self.batch_size, 1024), math.ceil(len(src) / world))  # every process gets a batch
         return DataLoader(_HeldOut(src, tgt, batch, rank, world), batch_size=None)
+
+
+class _DrawnBatches(IterableDataset):
+    """``batches`` batches of rows drawn with replacement from ``tensors`` (uniformly, or by ``weights``)."""
+
+    def __init__(self, tensors: Mapping[str, Tensor], batch_size: int, batches: int, generator: torch.Generator,
+                 weights: Tensor | None) -> None:  # fmt: skip
+        self.tensors, self.batch_size, self.batches = dict(tensors), batch_size, batches
+        self.generator, self.weights = generator, weights
+        self.rows = len(next(iter(self.tensors.values())))
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        for _ in range(self.batches):
+            if self.weights is None:
+                idx = torch.randint(self.rows, (self.batch_size,), generator=self.generator)
+            else:
+                idx = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=self.generator)
+            yield {k: t[idx] for k, t in self.tensors.items()}
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Training batches drawn with replacement from the tensors of one safetensors file: the data of models that
+    a metric or an experiment trains on tensors it holds (written to the run folder, so the config stays data).
+
+    Arguments:
+        path: the safetensors file; every tensor has the same number of rows, and each batch is a dict of them.
+        batch_size: rows per batch.
+        seed: seed of the draws (a generator of its own; the order continues across epochs).
+        balance_by: the name of an integer tensor (e.g. ``"label"``): rows are drawn with probability
+            ``1 / count(their value)``, so every value comes up equally often; ``None`` draws uniformly.
+        batches_per_epoch: the length of an epoch (the run's length is ``lightning.trainer.max_steps``).
+    """
+
+    def __init__(self, path: str, batch_size: int, seed: int = 0, balance_by: str | None = None,
+                 batches_per_epoch: int = 1000) -> None:  # fmt: skip
+        super().__init__()
+        from ..io import load_safetensors
+
+        self.tensors = load_safetensors(path, "the training tensors", "write them again")
+        rows = {k: len(t) for k, t in self.tensors.items()}
+        if not rows or len(set(rows.values())) != 1:
+            raise ValueError(f"data.params.path: expected tensors with the same number of rows in {path}, got {rows}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"data.params.batch_size: expected a positive int, got {batch_size!r}")
+        self.weights: Tensor | None = None
+        if balance_by is not None:
+            if balance_by not in self.tensors or self.tensors[balance_by].is_floating_point():
+                raise ValueError(f"data.params.balance_by: expected the name of an integer tensor of {path} "
+                                 f"({sorted(self.tensors)}), got {balance_by!r}")  # fmt: skip
+            values = self.tensors[balance_by]
+            self.weights = (1.0 / torch.bincount(values).clamp(min=1).float())[values]  # (N,)
+        self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def train_dataloader(self) -> DataLoader:
+        batches = _DrawnBatches(self.tensors, self.batch_size, self.batches_per_epoch, self.generator, self.weights)
+        return DataLoader(batches, batch_size=None)

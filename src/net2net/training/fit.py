@@ -312,7 +312,8 @@ def evaluate_run(run_dir: PathLike, information_steps: int = 600, max_train_rows
         ``{"rows", "dim", "nats_per_dim", "bits_per_dim", "nll_nats", ...}``, JSON-serialisable.
     """
     from ..config import instantiate_from_config
-    from ..metrics.information import fit_unconditional_flow, heldout_nll, information_estimate
+    from ..metrics.information import heldout_nll, information_estimate
+    from .in_memory import fit_unconditional_flow
     from .datamodule import EmbeddingDataModule  # Lightning: imported here, so that the CLI starts without it
     from ..flows import load_cinn
 

@@ -69,6 +69,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..config import ConfigError, instantiate, load_config, nearest
 from ..io import atomic_path
+from .callbacks import StepTimer
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -79,6 +80,7 @@ __all__ = [
     "TrainingInterrupted",
     "default_log_dir",
     "find_resume_checkpoint",
+    "load_run_module",
     "train_from_config",
 ]
 
@@ -368,48 +370,6 @@ class ProgressLog(L.Callback):
             self._t_last, self._step_last = now, trainer.global_step
 
 
-class _StepTimer(L.Callback):
-    """Steps and wall time of the training loop proper (without setup, checkpoint loading and the export); on
-    Ctrl-C or SIGTERM of a single-process run it also writes ``last_ckpt``, which Lightning's exit would skip."""
-
-    def __init__(self, last_ckpt: Path | None = None) -> None:
-        self.last_ckpt = last_ckpt
-        self.start_step: int | None = None
-        self.seconds = 0.0
-        self._t0 = 0.0
-        self.saved_steps: set[int] = set()  # global steps at which a checkpoint was written
-        self.step_seconds: list[float] = []  # wall time between consecutive training batch ends
-        self._t_last = 0.0
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start_step = trainer.global_step
-        self._t0 = self._t_last = time.perf_counter()
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        now = time.perf_counter()
-        self.step_seconds.append(now - self._t_last)
-        self._t_last = now
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.seconds = time.perf_counter() - self._t0
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        self.saved_steps.add(int(checkpoint.get("global_step", -1)))
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        # Lightning exits the process after a KeyboardInterrupt and stops with SIGTERMException on SIGTERM: save the
-        # steps done since the last checkpoint (single process only: under DDP every rank would take part in a save)
-        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
-            return
-        if self.last_ckpt is None or trainer.world_size > 1:
-            return
-        if self.start_step is not None and trainer.global_step > self.start_step and trainer.global_step not in self.saved_steps:
-            trainer.save_checkpoint(self.last_ckpt, weights_only=False)
-            what = "SIGTERM" if isinstance(exception, SIGTERMException) else "interrupted"
-            log.warning("%s at step %d: saved %s (the next call resumes from it)",
-                        what, trainer.global_step, self.last_ckpt)  # fmt: skip
-
-
 def _warn_if_busy() -> None:
     """Warn when the machine's load leaves PyTorch's threads fewer cores than it uses (it then slows down a lot)."""
     cores = os.cpu_count() or 1
@@ -542,7 +502,7 @@ def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, 
     elif ckpt.is_file():
         log.info("not resuming: %s will be overwritten by this run", ckpt)
     logger = CSVLogger(save_dir=str(log_dir), name="logs")
-    timer = _StepTimer(ckpt)
+    timer = StepTimer(ckpt)
     extra: list[L.Callback] = [timer]
     if not sys.stdout.isatty() and not any(isinstance(c, ProgressLog) for c in callbacks):
         extra.append(ProgressLog())
@@ -573,7 +533,7 @@ def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, 
             raise TrainingInterrupted(log_dir, trainer.global_step) from None
     wall = time.perf_counter() - start
     # ModelCheckpoint writes last.ckpt only every every_n_train_steps; make it hold the final state, so that a
-    # resumed run continues exactly where this one stopped (after Ctrl-C, _StepTimer.on_exception does this).
+    # resumed run continues exactly where this one stopped (after Ctrl-C, StepTimer.on_exception does this).
     # Written atomically, like every Lightning checkpoint.
     if timer.start_step is not None and trainer.global_step > timer.start_step:
         if trainer.global_step not in timer.saved_steps:
@@ -607,3 +567,21 @@ def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, 
             summary["mean_step_seconds"], log_dir,
         )  # fmt: skip
     return log_dir
+
+
+def load_run_module(run_dir: PathLike) -> L.LightningModule:
+    """The module of a run folder (built from ``config.yaml``'s ``model`` block) with the weights of its latest intact
+    checkpoint (read with ``weights_only=True``), in eval mode.
+
+    Raises:
+        FileNotFoundError: the folder has no ``config.yaml`` or no checkpoint.
+    """
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run} is not a training run folder (no config.yaml)")
+    ckpt = find_resume_checkpoint(run)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run} has no checkpoint: the run has not trained a step")
+    model = instantiate(load_config(run / "config.yaml").model, "model")
+    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    return model.eval()
