@@ -16,6 +16,7 @@ layers compute their condition-only terms once per condition.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -76,6 +77,6 @@ class SequentialFlow(InvertibleModule):
     def inverse(self, z: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logdet = z.new_zeros(z.shape[0])
         for layer in reversed(self.layers):
-            z, ld = layer.inverse(z, c)
+            z, ld = cast(InvertibleModule, layer).inverse(z, c)
             logdet = logdet + ld
         return z, logdet

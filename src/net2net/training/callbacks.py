@@ -103,7 +103,7 @@ class ImageLogger(Callback):
         pl_module.eval()
         try:
             with torch.no_grad():
-                images: Mapping[str, torch.Tensor] = pl_module.log_images(
+                images: Mapping[str, torch.Tensor] = getattr(pl_module, "log_images")(  # noqa: B009 (typed Any)
                     batch, max_images=self.max_images, generator=torch.Generator().manual_seed(self.seed)
                 )
         finally:

@@ -312,10 +312,10 @@ def evaluate_run(run_dir: PathLike, information_steps: int = 600, max_train_rows
         ``{"rows", "dim", "nats_per_dim", "bits_per_dim", "nll_nats", ...}``, JSON-serialisable.
     """
     from ..config import instantiate_from_config
-    from ..metrics.information import heldout_nll, information_estimate
-    from .in_memory import fit_unconditional_flow
-    from .datamodule import EmbeddingDataModule  # Lightning: imported here, so that the CLI starts without it
     from ..flows import load_cinn
+    from ..metrics.information import heldout_nll, information_estimate
+    from .datamodule import EmbeddingDataModule  # Lightning: imported here, so that the CLI starts without it
+    from .in_memory import fit_unconditional_flow
 
     run = Path(run_dir)
     cfg = _run_config(run)
@@ -349,7 +349,7 @@ def evaluate_run(run_dir: PathLike, information_steps: int = 600, max_train_rows
     if information_steps > 0:
         if isinstance(dm, EmbeddingDataModule):  # the stream is endless: take each training row at most once
             max_train_rows = min(max_train_rows, dm.source.rows - dm.n_val_rows)
-        train_src, train_tgt = _pairs(dm.train_dataloader(), max_train_rows)
+        _, train_tgt = _pairs(dm.train_dataloader(), max_train_rows)
         uncond = fit_unconditional_flow(train_tgt.float(), steps=information_steps, seed=0)
         est = information_estimate(heldout_nll(uncond, val_tgt), nll_c, dim=dim)
         out.update(

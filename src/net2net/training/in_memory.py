@@ -26,6 +26,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from ..config import instantiate_from_config
@@ -66,7 +67,7 @@ class UnconditionalFlowModule(L.LightningModule):
                       batch_size=v.shape[0])  # fmt: skip
         return loss
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         return configure_flow_optimizer(self.flow.parameters(), self.optim_cfg, self.batch_size, self._trainer)
 
 
@@ -95,7 +96,7 @@ class ClassifierModule(L.LightningModule):
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         opt = torch.optim.Adam(self.network.parameters(), lr=self.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -234,7 +235,8 @@ def fit_unconditional_flow(
         warnings.filterwarnings("ignore", message=r"decay_steps=\d+ ends before max_steps")
         module = _train({"z": z_tgt}, model, {"batch_size": batch_size, "batches_per_epoch": steps}, steps, seed,
                         z_tgt.device, log_dir, precision)  # fmt: skip
-    flow_net: UnconditionalFlow = module.flow
+    flow_net = module.flow
+    assert isinstance(flow_net, UnconditionalFlow)
     if not actnorm_ready(flow_net):
         raise RuntimeError("fit_unconditional_flow: the run ended before its first step (ActNorm not initialised)")
     return flow_net.to(z_tgt.dtype).eval()
@@ -265,4 +267,6 @@ def fit_classifier(images: Tensor, labels: Tensor, network: Mapping[str, Any], s
              "params": {"network": dict(network), "lr": lr, "steps": steps}}  # fmt: skip
     data = {"batch_size": batch_size, "balance_by": "label", "batches_per_epoch": steps}
     module = _train({"image": images, "label": labels.long()}, model, data, steps, seed, images.device, log_dir)
-    return module.network.eval().requires_grad_(False)
+    net = module.network
+    assert isinstance(net, nn.Module)
+    return net.eval().requires_grad_(False)

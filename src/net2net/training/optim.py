@@ -6,10 +6,13 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
 __all__ = ["ClippedAdam", "FlowOptimConfig", "configure_flow_optimizer", "learning_rate", "make_optimizer", "optim_config"]
 
@@ -93,7 +96,7 @@ class FlowOptimConfig:
         if self.decay_steps == "max_steps":
             raise ValueError("decay_steps is 'max_steps': call resolve(max_steps) first (make_optimizer does)")
         factor = 1.0 if self.warmup_steps == 0 else min(1.0, (step + 1) / self.warmup_steps)
-        if self.decay_steps is not None:
+        if isinstance(self.decay_steps, int):
             t = min(1.0, max(0.0, (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps)))
             factor *= self.final_lr_fraction + (1.0 - self.final_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * t))
         return factor
@@ -120,7 +123,7 @@ class ClippedAdam(torch.optim.Adam):
         super().__init__(params, **kwargs)
         self.grad_clip = grad_clip
 
-    def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -162,7 +165,7 @@ def clip_gradients(params: Iterable[nn.Parameter], cfg: FlowOptimConfig) -> floa
     """Clip the global gradient norm to ``cfg.grad_clip``; return the norm before clipping."""
     params = [p for p in params if p.grad is not None]
     if cfg.grad_clip is None:
-        return math.sqrt(sum(float(p.grad.detach().square().sum()) for p in params))
+        return math.sqrt(sum(float(p.grad.detach().square().sum()) for p in params if p.grad is not None))
     return float(nn.utils.clip_grad_norm_(params, cfg.grad_clip))
 
 
@@ -178,13 +181,13 @@ def optim_config(optim: Mapping[str, Any] | None, key: str = "model.params.optim
         raise ValueError(f"{key}: unknown keys {sorted(unknown)}{hint}; expected some of {sorted(known)}")
     cfg = FlowOptimConfig(**dict(optim or {}))
     if isinstance(cfg.betas, list):  # YAML gives lists
-        cfg.betas = tuple(cfg.betas)  # type: ignore[assignment]
+        cfg.betas = (cfg.betas[0], cfg.betas[1])
     return cfg
 
 
 def configure_flow_optimizer(
     params: Iterable[nn.Parameter], cfg: FlowOptimConfig, batch_size: int, trainer: Any = None
-) -> dict[str, Any]:
+) -> OptimizerLRSchedulerConfig:
     """What a LightningModule's ``configure_optimizers`` returns for the recipe: :func:`make_optimizer` at the
     effective batch ``batch_size x world size x gradient accumulation`` of ``trainer`` (``None``: one process, no
     accumulation), with the schedule stepped every optimiser step and ``decay_steps: max_steps`` resolved from

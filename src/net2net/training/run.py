@@ -72,9 +72,9 @@ from ..io import atomic_path
 from .callbacks import StepTimer
 
 __all__ = [
+    "DEFAULT_CALLBACKS",
     "AtomicCheckpointIO",
     "ConfigError",
-    "DEFAULT_CALLBACKS",
     "ProgressLog",
     "RunLockedError",
     "TrainingInterrupted",
@@ -535,9 +535,9 @@ def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, 
     # ModelCheckpoint writes last.ckpt only every every_n_train_steps; make it hold the final state, so that a
     # resumed run continues exactly where this one stopped (after Ctrl-C, StepTimer.on_exception does this).
     # Written atomically, like every Lightning checkpoint.
-    if timer.start_step is not None and trainer.global_step > timer.start_step:
-        if trainer.global_step not in timer.saved_steps:
-            trainer.save_checkpoint(ckpt, weights_only=False)
+    started = timer.start_step is not None and trainer.global_step > timer.start_step
+    if started and trainer.global_step not in timer.saved_steps:
+        trainer.save_checkpoint(ckpt, weights_only=False)
 
     if trainer.is_global_zero:
         start_step = timer.start_step if timer.start_step is not None else trainer.global_step

@@ -44,6 +44,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from ..config import instantiate_from_config
@@ -99,13 +100,13 @@ class _PairModule(L.LightningModule):
             return None  # Lightning's sanity check runs before the first training batch initialises ActNorm
         return self._step(batch, "val")
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         return configure_flow_optimizer(self.net.parameters(), self.optim_cfg, self.batch_size, self._trainer)
 
     def _decoder(self) -> Any:
         """The data module's ``decode(z)`` for image grids, or ``None`` (no trainer, or data without images)."""
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        return dm.decode if hasattr(dm, "decode") else None
+        return getattr(dm, "decode", None)
 
 
 class TranslatorModule(_PairModule):
@@ -166,7 +167,9 @@ class TranslatorModule(_PairModule):
 
     @torch.no_grad()
     def _fit_closed_form(self) -> None:
-        pairs = [(b["z_tgt"], b["z_src"]) for b in self.trainer.train_dataloader]
+        loader = self.trainer.train_dataloader
+        assert loader is not None  # set by the fit loop before the first training step
+        pairs = [(b["z_tgt"], b["z_src"]) for b in loader]
         z_tgt = torch.cat([p[0] for p in pairs]).to(self.device)
         z_src = torch.cat([p[1] for p in pairs]).to(self.device)
         self.translator.fit_closed_form(z_tgt, z_src)
@@ -294,6 +297,7 @@ class TrainingBudget(L.Callback):
         seconds = self._seconds()
         self.written[name] = {"step": trainer.global_step, "seconds": round(seconds, 2)}
         if trainer.is_global_zero:
+            assert isinstance(pl_module, TranslatorModule), f"TrainingBudget needs a TranslatorModule, got {pl_module}"
             save_translator(pl_module.translator, Path(trainer.default_root_dir) / f"translator-{name}.safetensors",
                             {"global_step": str(trainer.global_step), "train_seconds": f"{seconds:.2f}"})  # fmt: skip
 
