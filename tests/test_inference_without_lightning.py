@@ -55,18 +55,18 @@ from pathlib import Path
 import net2net.apps
 from net2net import Net2Net
 from net2net.cli import main
-run, out = Path(sys.argv[1]), Path(sys.argv[2])
+run, out, HEAVY = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 model = Net2Net.from_run(run)
 images = model.translate(__import__("torch").tensor([0, 2]), n=3)
 assert main(["translate", str(run), "--labels", "0", "1", "-n", "2", "--out", str(out)]) == 0
-print(json.dumps({"shape": list(images.shape), "loaded": [m for m in %r if m in sys.modules]}))
+print(json.dumps({"shape": list(images.shape), "loaded": [m for m in HEAVY if m in sys.modules]}))
 """
 
 
 @pytest.mark.parametrize("translator", [None, "mlp"])
 def test_loading_a_run_and_translating_does_not_import_lightning(tmp_path: Path, translator: str | None) -> None:
     run = _label_run(tmp_path / "run", translator)
-    out = subprocess.run([sys.executable, "-c", CHILD % (HEAVY,), str(run), str(tmp_path / "out")],
+    out = subprocess.run([sys.executable, "-c", CHILD, str(run), str(tmp_path / "out"), json.dumps(HEAVY)],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -76,7 +76,7 @@ def test_loading_a_run_and_translating_does_not_import_lightning(tmp_path: Path,
 
 
 def test_import_net2net_apps_does_not_import_lightning() -> None:
-    code = "import sys, net2net.apps, net2net.apps.translate; print([m for m in %r if m in sys.modules])" % (HEAVY,)
+    code = f"import sys, net2net.apps, net2net.apps.translate; print([m for m in {HEAVY!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "[]"

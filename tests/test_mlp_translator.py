@@ -93,7 +93,7 @@ def test_save_load_round_trip(tmp_path: Path, spatial: bool) -> None:
         g = load_translator(file)
         assert isinstance(g, MLPTranslator) and not g.training
         assert g.config == f.config
-        for (name, a), b in zip(f.state_dict().items(), g.state_dict().values()):
+        for (name, a), b in zip(f.state_dict().items(), g.state_dict().values(), strict=True):
             assert torch.equal(a, b), name
         c = torch.randn(3, *f.cond_shape)
         assert torch.equal(f(c), g(c))
