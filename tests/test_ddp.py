@@ -22,9 +22,8 @@ import yaml
 from safetensors.torch import load_file
 from torch import Tensor
 
-from net2net.flows import ConditionalINN
+from net2net.flows import ConditionalINN, load_cinn
 from net2net.flows.layers import ActNorm
-from net2net.flows import load_cinn
 
 pytestmark = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()) or sys.platform == "win32",

@@ -18,8 +18,7 @@ from net2net.data.latent_cache import LatentDataset, encode_dataset
 from net2net.experts.base import FrozenExpert
 from net2net.experts.label import LabelEncoder
 from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
-from net2net.flows import ConditionalINN
-from net2net.flows import load_cinn
+from net2net.flows import ConditionalINN, load_cinn
 from net2net.training.run import train_from_config
 from net2net.training.translation import TranslationDataModule
 

@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names are resol
     from .apps.translate import Net2Net
     from .config import instantiate_from_config, load_config
     from .flows import ConditionalINN, UnconditionalFlow, load_cinn, nll, save_cinn
-    from .translators import load_translator, save_translator
     from .training.run import train_from_config
+    from .translators import load_translator, save_translator
 
 
 def __getattr__(name: str) -> Any:
