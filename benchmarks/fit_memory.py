@@ -121,7 +121,7 @@ def run_tensor(src: Path, tgt: Path, args: argparse.Namespace) -> dict:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from net2net.training.cinn import CINNModule
+    from net2net.training.translator import CINNModule
 
     t0 = time.perf_counter()
     x, y = torch.from_numpy(np.load(src)), torch.from_numpy(np.load(tgt))  # whole arrays in memory

@@ -73,7 +73,7 @@ def tiny_superres_run(root: Path, steps: int = 4) -> Path:
 def _train(root: Path, source: dict[str, Any], cond_dim: int, train: dict[str, Any], steps: int, source_key: str,
            target: dict[str, Any] | None = None) -> Path:  # fmt: skip
     cfg = {
-        "model": {"target": "net2net.training.cinn.CINNModule", "params": {
+        "model": {"target": "net2net.training.translator.CINNModule", "params": {
             "batch_size": 32,
             "flow_config": {"target": "net2net.flows.ConditionalINN", "params": {
                 "dim": 64, "cond_dim": cond_dim, "n_blocks": 2, "hidden_dim": 32, "hidden_depth": 1,

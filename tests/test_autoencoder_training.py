@@ -24,7 +24,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "autoencoder"
 # A tiny autoencoder (explicit encoder/decoder blocks, not a preset) on the 8x8 digits upsampled to 28 px.
 TINY = """
 model:
-  target: net2net.training.autoencoder.AutoencoderModule
+  target: net2net.training.autoencoder_module.AutoencoderModule
   params:
     image_size: 28
     in_channels: 1
@@ -189,7 +189,7 @@ def test_target_rejects_other_architectures_and_missing_files(run: dict, tmp_pat
 
 
 def test_cli_train_reports_config_errors_with_the_key(run: dict, tmp_path: Path, capsys) -> None:
-    bad = _write(tmp_path / "bad.yaml", TINY.replace("net2net.training.autoencoder.AutoencoderModule", "net2net.nope.Model"))
+    bad = _write(tmp_path / "bad.yaml", TINY.replace("net2net.training.autoencoder_module.AutoencoderModule", "net2net.nope.Model"))
     assert main(["train", str(bad), "--log-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "model: unknown target 'net2net.nope.Model'" in err and "Traceback" not in err

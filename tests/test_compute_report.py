@@ -42,7 +42,7 @@ def _config() -> dict[str, Any]:
     pairs = {"target": "ddp_helpers.LinearGaussianPairs", "params": {"n": 32, "dim": 4, "cond_dim": 3}}
     return {
         "model": {
-            "target": "net2net.training.cinn.CINNModule",
+            "target": "net2net.training.translator.CINNModule",
             "params": {
                 "flow_config": {"target": "net2net.flows.ConditionalINN", "params": flow},
                 "optim": {"warmup_steps": 1},

@@ -20,9 +20,8 @@ from ddp_helpers import run_cli
 from safetensors.torch import load_file
 from torch import Tensor
 
-from net2net.flows import ConditionalINN
+from net2net.flows import ConditionalINN, load_cinn
 from net2net.flows.layers import ActNorm
-from net2net.training.cinn import load_cinn
 
 pytestmark = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()) or sys.platform == "win32",
@@ -47,7 +46,7 @@ def _config(dump_dir: Path) -> dict[str, Any]:
     return {
         "seed": 0,
         "model": {
-            "target": "net2net.training.cinn.CINNModule",
+            "target": "net2net.training.translator.CINNModule",
             "params": {
                 "flow_config": {"target": "net2net.flows.ConditionalINN", "params": FLOW_PARAMS},
                 "optim": {"warmup_steps": 1, "max_lr": 1e-3},

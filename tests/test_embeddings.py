@@ -16,7 +16,6 @@ from safetensors.numpy import save_file
 from net2net.apps.files import sample_file, score_file
 from net2net.apps.translate import Net2Net
 from net2net.data.embeddings import (
-    EmbeddingDataModule,
     PairedEmbeddingStream,
     held_out_blocks,
     open_embeddings,
@@ -24,6 +23,7 @@ from net2net.data.embeddings import (
 )
 from net2net.flows import ConditionalINN, nll
 from net2net.synthetic import LinearGaussian
+from net2net.training.datamodule import EmbeddingDataModule
 from net2net.training.fit import FitSettings, evaluate_run, export_run, fit
 
 TINY = FitSettings(

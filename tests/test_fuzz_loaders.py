@@ -22,9 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from net2net.data.latent_cache import LatentDataset, encode_dataset
 from net2net.experts.label import LabelEncoder
-from net2net.flows import ConditionalINN
+from net2net.flows import ConditionalINN, load_cinn, save_cinn
 from net2net.io import read_safetensors_metadata
-from net2net.training.cinn import load_cinn, save_cinn
 
 TINY = {"dim": 4, "cond_dim": 3, "n_blocks": 1, "hidden_dim": 8, "embedding_dim": 4}
 QUICK = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from net2net.flows import ConditionalINN, UnconditionalFlow, nll
-from net2net.metrics.information import fit_unconditional_flow, heldout_nll, information_estimate
+from net2net.metrics.information import heldout_nll, information_estimate
 from net2net.synthetic import LinearGaussian
+from net2net.training.in_memory import fit_unconditional_flow
 
 DIM, COND_DIM, N_TRAIN, N_TEST, STEPS = 4, 3, 4000, 4000, 300
 SMALL_FLOW = {"n_blocks": 2, "hidden_dim": 32}  # shared by the cINN and the unconditional flow

@@ -1,7 +1,12 @@
-"""The MLP translator baseline (Sec. E / Tab. S4): shapes, learning a linear map, export, errors, Lightning."""
+"""The MLP translator baseline (Sec. E / Tab. S4): shapes, learning a linear map, export, errors, Lightning.
+
+Its files and its LightningModule are those of every translator (``save_translator``/``load_translator``,
+``TranslatorModule(translator="mlp")``); the files and config blocks of the former ``net2net.training.mlp`` still load.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -12,10 +17,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from net2net.flows import ConditionalINN
+from net2net.config import instantiate_from_config
+from net2net.flows import ConditionalINN, save_cinn
 from net2net.synthetic import LinearGaussian
-from net2net.training.cinn import save_cinn
-from net2net.training.mlp import MLP_FORMAT, MLPTranslator, MLPTranslatorModule, load_mlp, save_mlp
+from net2net.training.translator import TranslatorModule
+from net2net.translators import MLP_FORMAT_V1, TRANSLATOR_FORMAT, load_translator, save_translator
+from net2net.translators.mlp import MLPTranslator
 
 TINY = {"hidden_dim": 32, "embedding_dim": 8, "embedder_hidden_dim": 16, "embedder_depth": 1}
 
@@ -78,40 +85,47 @@ def test_learns_a_linear_map() -> None:
 def test_save_load_round_trip(tmp_path: Path, spatial: bool) -> None:
     torch.manual_seed(0)
     f = _conv_translator() if spatial else MLPTranslator(6, cond_dim=3, **TINY).eval()
-    path = save_mlp(f, tmp_path / "mlp.safetensors", metadata={"global_step": "7"})
-    g = load_mlp(path)
-    assert isinstance(g, MLPTranslator) and not g.training
-    assert g.config == f.config
-    for (name, a), b in zip(f.state_dict().items(), g.state_dict().values()):
-        assert torch.equal(a, b), name
-    c = torch.randn(3, *f.cond_shape)
-    assert torch.equal(f(c), g(c))
+    path = save_translator(f, tmp_path / "translator.safetensors", metadata={"global_step": "7"})
+    legacy = tmp_path / "mlp.safetensors"  # a file of the former save_mlp
+    legacy_config = {"target": "net2net.training.mlp.MLPTranslator", "params": f.params}
+    save_file(f.state_dict(), str(legacy), metadata={"format": MLP_FORMAT_V1, "config": json.dumps(legacy_config)})
+    for file in (path, legacy):
+        g = load_translator(file)
+        assert isinstance(g, MLPTranslator) and not g.training
+        assert g.config == f.config
+        for (name, a), b in zip(f.state_dict().items(), g.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
+        c = torch.randn(3, *f.cond_shape)
+        assert torch.equal(f(c), g(c))
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
-    assert meta["format"] == MLP_FORMAT and meta["global_step"] == "7"
+    assert meta["format"] == TRANSLATOR_FORMAT and meta["kind"] == "mlp" and meta["global_step"] == "7"
 
 
 def test_load_rejects_foreign_or_broken_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        load_mlp(tmp_path / "missing.safetensors")
+        load_translator(tmp_path / "missing.safetensors")
     tau = ConditionalINN(4, 3, n_blocks=1, hidden_dim=8, embedding_dim=4)
     cinn_file = save_cinn(tau, tmp_path / "c.safetensors")
-    with pytest.raises(ValueError, match="expected 'net2net.MLPTranslator/1'"):
-        load_mlp(cinn_file)
+    assert load_translator(cinn_file).kind == "cinn"  # a cINN file is a translator file of kind cinn
     f = MLPTranslator(6, cond_dim=3, **TINY)
-    good = save_mlp(f, tmp_path / "mlp.safetensors")
+    good = save_translator(f, tmp_path / "translator.safetensors")
     with safe_open(str(good), framework="pt") as handle:
         meta = handle.metadata()
-    wrong_size = {**meta, "config": meta["config"].replace('"dim": 6', '"dim": 5')}
+    other = {**meta, "format": "net2net.Autoencoder/1"}
+    save_file(load_file(str(good)), str(tmp_path / "other.safetensors"), metadata=other)
+    with pytest.raises(ValueError, match="expected 'net2net.Translator/1'"):
+        load_translator(tmp_path / "other.safetensors")
+    wrong_size = {**meta, "params": meta["params"].replace('"dim": 6', '"dim": 5')}
     save_file(load_file(str(good)), str(tmp_path / "bad.safetensors"), metadata=wrong_size)
     with pytest.raises(ValueError, match="do not fit"):
-        load_mlp(tmp_path / "bad.safetensors")
-    foreign = {**meta, "config": meta["config"].replace("net2net.training.mlp.MLPTranslator", "os.system")}
-    save_file(load_file(str(good)), str(tmp_path / "foreign.safetensors"), metadata=foreign)
+        load_translator(tmp_path / "bad.safetensors")
+    legacy = {"format": MLP_FORMAT_V1, "config": json.dumps({"target": "os.system", "params": f.params})}
+    save_file(load_file(str(good)), str(tmp_path / "foreign.safetensors"), metadata=legacy)
     with pytest.raises(ValueError, match="config target 'os.system'"):
-        load_mlp(tmp_path / "foreign.safetensors")
-    with pytest.raises(TypeError, match="expected an MLPTranslator"):
-        save_mlp(tau, tmp_path / "x.safetensors")  # type: ignore[arg-type]
+        load_translator(tmp_path / "foreign.safetensors")
+    with pytest.raises(TypeError, match="expected a Translator"):
+        save_translator(tau, tmp_path / "x.safetensors")  # type: ignore[arg-type]
 
 
 def test_bad_input_errors() -> None:
@@ -139,7 +153,8 @@ def test_bad_input_errors() -> None:
     with pytest.raises(ValueError, match=r"optim: unknown keys \['lr'\]"):
         _module(lr=1.0)
     with pytest.raises(TypeError, match="expected a block building"):
-        MLPTranslatorModule({"target": "torch.nn.Linear", "params": {"in_features": 3, "out_features": 4}})
+        TranslatorModule.from_translator_config({"target": "torch.nn.Linear",
+                                                 "params": {"in_features": 3, "out_features": 4}})  # fmt: skip
     module = _module()
     with pytest.raises(ValueError, match=r"z_tgt: expected shape \(B, 4\)"):
         module.training_step({"z_src": torch.randn(8, 3), "z_tgt": torch.randn(8, 5)}, 0)
@@ -176,10 +191,21 @@ class _PairsDataModule(L.LightningDataModule):
         return torch.tanh(z[:, :3, None, None].expand(-1, 3, 4, 4))  # (N, 4) -> (N, 3, 4, 4) "images"
 
 
-def _module(**optim: float) -> MLPTranslatorModule:
-    config = {"target": "net2net.training.mlp.MLPTranslator", "params": {"dim": 4, "cond_dim": 3, **TINY}}
+def _module(**optim: float) -> TranslatorModule:
     optim_config = {"base_lr": 1e-4, "max_lr": 3e-3, "warmup_steps": 5, **optim}
-    return MLPTranslatorModule(config, optim=optim_config, batch_size=32)
+    return TranslatorModule("mlp", {"dim": 4, "cond_dim": 3, **TINY}, optim=optim_config, batch_size=32)
+
+
+def test_old_config_blocks_build_the_same_module() -> None:
+    """A config (or run folder) of the former MLPTranslatorModule still builds: config.MOVED_TARGETS leads its
+    name to TranslatorModule.from_translator_config, with the same translator and recipe."""
+    old = {"target": "net2net.training.mlp.MLPTranslatorModule", "params": {
+        "translator_config": {"target": "net2net.training.mlp.MLPTranslator", "params": {"dim": 4, "cond_dim": 3, **TINY}},
+        "optim": {"max_lr": 3e-3}, "batch_size": 32}}  # fmt: skip
+    module = instantiate_from_config(old)
+    assert isinstance(module, TranslatorModule) and isinstance(module.translator, MLPTranslator)
+    assert module.translator.params == _module().translator.params
+    assert module.optim_cfg.max_lr == 3e-3 and module.batch_size == 32
 
 
 def test_lightning_module_trains_and_logs(tmp_path: Path) -> None:
@@ -187,7 +213,7 @@ def test_lightning_module_trains_and_logs(tmp_path: Path) -> None:
     module = _module()
     data = _Pairs(256, seed=0)
     with torch.no_grad():
-        before = torch.nn.functional.mse_loss(module(data.z_src), data.z_tgt).item()
+        before = torch.nn.functional.mse_loss(module.translator(data.z_src), data.z_tgt).item()
     trainer = L.Trainer(
         max_steps=40, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=2,
@@ -196,7 +222,7 @@ def test_lightning_module_trains_and_logs(tmp_path: Path) -> None:
     for key in ("train/loss", "train/mse", "train/ref_mse", "val/mse", "val/ref_mse"):
         assert key in trainer.callback_metrics, key
     with torch.no_grad():
-        after = torch.nn.functional.mse_loss(module(data.z_src), data.z_tgt).item()
+        after = torch.nn.functional.mse_loss(module.translator(data.z_src), data.z_tgt).item()
     assert after < 0.5 * before, (before, after)
     assert isinstance(trainer.optimizers[0], torch.optim.Adam) and trainer.optimizers[0].defaults["amsgrad"]
     images = module.log_images({"z_src": data.z_src[:8], "z_tgt": data.z_tgt[:8]}, max_images=8)

@@ -18,8 +18,7 @@ from net2net.data.latent_cache import LatentDataset, encode_dataset
 from net2net.experts.protocols import FrozenExpert
 from net2net.experts.label import LabelEncoder
 from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
-from net2net.flows import ConditionalINN
-from net2net.training.cinn import load_cinn
+from net2net.flows import ConditionalINN, load_cinn
 from net2net.training.run import train_from_config
 from net2net.training.translation import TranslationDataModule
 
@@ -139,7 +138,7 @@ def test_cache_key_follows_weights_and_data(tmp_path: Path, ae_file: Path) -> No
 def run_dir(tmp_path_factory: pytest.TempPathFactory, ae_file: Path) -> Path:
     root = tmp_path_factory.mktemp("run")
     cfg = {
-        "model": {"target": "net2net.training.cinn.CINNModule", "params": {
+        "model": {"target": "net2net.training.translator.CINNModule", "params": {
             "batch_size": 16,
             "flow_config": {"target": "net2net.flows.ConditionalINN",
                             "params": {"dim": 8, "cond_dim": 10, "n_blocks": 2, "hidden_dim": 16, "embedding_dim": 8}},

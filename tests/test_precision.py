@@ -13,9 +13,9 @@ import net2net.flows.precision as precision_mod
 from net2net.flows import ConditionalINN, nll, precision_context, resolve_precision
 from net2net.flows.layers import actnorm_ready
 from net2net.flows.precision import cpu_bf16_features
-from net2net.training.cinn import CINNModule
 from net2net.training.precision import trainer_precision
 from net2net.training.run import _trainer_kwargs
+from net2net.training.translator import CINNModule
 
 
 def _trained_like_cinn(dtype: torch.dtype = torch.float32) -> tuple[ConditionalINN, torch.Tensor, torch.Tensor]:

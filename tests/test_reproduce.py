@@ -14,7 +14,7 @@ from net2net.reproduce.diagnosis import LAYERS, DiagnosisSettings, diagnosis_con
 def test_diagnosis_configs_fit_the_layers() -> None:
     s = DiagnosisSettings(train_images=100, steps=10)
     early = diagnosis_config("stage1", "cinn", s)["model"]["params"]["flow_config"]["params"]
-    last = diagnosis_config("fc", "mlp", s)["model"]["params"]["translator_config"]["params"]
+    last = diagnosis_config("fc", "mlp", s)["model"]["params"]["translator_params"]
     assert early["cond_shape"] == [16, 28, 28] and last["cond_dim"] == 10
     with pytest.raises(ValueError, match="kind"):
         diagnosis_config("fc", "gan", s)

@@ -23,7 +23,7 @@ def _config(ae: Path, latents: Path, steps: int = 4) -> dict:
     """A tiny real translation: class label -> the code of a tiny autoencoder (a weights file the config names)."""
     digits = {"target": "net2net.data.Digits", "params": {"split": "test", "size": 28}}
     return {
-        "model": {"target": "net2net.training.cinn.CINNModule", "params": {
+        "model": {"target": "net2net.training.translator.CINNModule", "params": {
             "batch_size": 16, "optim": {"max_lr": 1e-3, "warmup_steps": 1},
             "flow_config": {"target": "net2net.flows.ConditionalINN",
                             "params": {"dim": 8, "cond_dim": 10, "n_blocks": 1, "hidden_dim": 8, "embedding_dim": 4}}}},

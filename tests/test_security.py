@@ -23,9 +23,8 @@ from net2net.cli import CLIError, main
 from net2net.config import UntrustedTargetError, get_obj_from_str, instantiate_from_config, trusted_modules
 from net2net.data.latent_cache import LatentDataset, encode_dataset, verify_cache
 from net2net.experts.label import LabelEncoder
-from net2net.flows import ConditionalINN
+from net2net.flows import ConditionalINN, load_cinn, save_cinn
 from net2net.io import read_safetensors_metadata
-from net2net.training.cinn import load_cinn, save_cinn
 from net2net.training.run import ConfigError, RunLockedError, TrainingInterrupted, train_from_config
 
 TINY = {"dim": 4, "cond_dim": 3, "n_blocks": 1, "hidden_dim": 8, "embedding_dim": 4}
@@ -146,7 +145,7 @@ def _config(steps: int = 4, every: int = 2) -> dict[str, Any]:
     flow = {**TINY, "hidden_depth": 1, "embedder_hidden_dim": 8, "embedder_depth": 1}
     pairs = {"target": "ddp_helpers.LinearGaussianPairs", "params": {"n": 32, "dim": 4, "cond_dim": 3}}
     return {
-        "model": {"target": "net2net.training.cinn.CINNModule", "params": {
+        "model": {"target": "net2net.training.translator.CINNModule", "params": {
             "flow_config": {"target": "net2net.flows.ConditionalINN", "params": flow},
             "optim": {"warmup_steps": 1}, "batch_size": 8}},
         "data": {"target": "net2net.training.datamodule.DataModule", "params": {"batch_size": 8, "train": pairs}},

@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from net2net.flows import ConditionalINN, nll
+from net2net.flows import ConditionalINN, load_cinn, nll, save_cinn
 from net2net.io import read_safetensors_metadata
 from net2net.synthetic import LinearGaussian
-from net2net.training.cinn import CINNModule, load_cinn, save_cinn
 from net2net.training.optim import FlowOptimConfig, clip_gradients, learning_rate, make_optimizer
+from net2net.training.translator import CINNModule
 
 
 def test_linear_gaussian_density_is_learned() -> None:

@@ -24,8 +24,10 @@ _EXPORTS: dict[str, str] = {
     "load_config": ".config",
     "instantiate_from_config": ".config",
     "train_from_config": ".training.run",
-    "load_cinn": ".training.cinn",
-    "save_cinn": ".training.cinn",
+    "load_cinn": ".flows",
+    "save_cinn": ".flows",
+    "load_translator": ".translators",
+    "save_translator": ".translators",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -33,9 +35,9 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names are resolved by __getattr__
     from .apps.translate import Net2Net
     from .config import instantiate_from_config, load_config
-    from .flows import ConditionalINN, UnconditionalFlow, nll
-    from .training.cinn import load_cinn, save_cinn
+    from .flows import ConditionalINN, UnconditionalFlow, load_cinn, nll, save_cinn
     from .training.run import train_from_config
+    from .translators import load_translator, save_translator
 
 
 def __getattr__(name: str) -> Any:

@@ -91,7 +91,7 @@ def _evaluate_autoencoder(args: argparse.Namespace) -> int:
     from .experts.target import load_autoencoder_target
     from .images import make_grid, save_png
     from .io import atomic_path
-    from .metrics.autoencoder import evaluate_autoencoder
+    from .metrics.reconstruction import evaluate_autoencoder
 
     ae = load_autoencoder_target(args.weights)
     if ae.image_size != 28 or ae.in_channels != 1:
@@ -619,7 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             args.items = [*args.items, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose and args.command != "runs":  # Lightning's banner lines are noise; `runs` needs no Lightning
+    # Lightning's banner lines (accelerators, tips) are noise for a CLI user; inference and `runs` do not import it
+    if not args.verbose and args.command not in ("translate", "sample", "score", "runs"):
         import lightning.pytorch  # noqa: F401  (Lightning sets its loggers' levels when imported)
 
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):

@@ -50,6 +50,7 @@ __all__ = [
     "instantiate_from_config",
     "moved_target",
     "nearest",
+    "resolve_run_paths",
     "shipped_config",
     "trusted_modules",
 ]
@@ -77,6 +78,16 @@ MOVED_TARGETS: dict[str, str] = {
     "net2net.experts.encoder": "net2net.experts.encoder_source",
     "net2net.experts.classifier.ClassifierModule": "net2net.training.classifier.ClassifierModule",
     "net2net.experts.classifier.augment_batch": "net2net.training.classifier.augment_batch",
+    # issue 13: one LightningModule file for the translators; the cINN's weights file next to the model
+    "net2net.training.cinn.CINNModule": "net2net.training.translator.CINNModule",
+    "net2net.training.cinn.save_cinn": "net2net.flows.weights.save_cinn",
+    "net2net.training.cinn.load_cinn": "net2net.flows.weights.load_cinn",
+    "net2net.training.mlp.MLPTranslatorModule": "net2net.training.translator.TranslatorModule.from_translator_config",
+    "net2net.training.mlp.MLPTranslator": "net2net.translators.mlp.MLPTranslator",
+    "net2net.training.autoencoder.AutoencoderModule": "net2net.training.autoencoder_module.AutoencoderModule",
+    "net2net.flows.base.InvertibleModule": "net2net.flows.invertible.InvertibleModule",
+    "net2net.flows.base.SequentialFlow": "net2net.flows.invertible.SequentialFlow",
+    "net2net.data.embeddings.EmbeddingDataModule": "net2net.training.datamodule.EmbeddingDataModule",  # data/: no Lightning
 }
 
 
@@ -261,6 +272,8 @@ def get_obj_from_str(name: str) -> Any:
     Returns:
         The object.
 
+    A name in :data:`MOVED_TARGETS` (where a class or function lived before it moved) imports its new name.
+
     Raises:
         ValueError: If the path is malformed, its top-level module does not exist or an attribute
             is missing.
@@ -273,6 +286,7 @@ def get_obj_from_str(name: str) -> Any:
     """
     if not isinstance(name, str):
         raise ValueError(f"expected an import path 'package.module.attr', got {name!r}")
+    name = MOVED_TARGETS.get(name, name)  # a name from before a move (configs and run folders on disk)
     parts = name.split(".")
     if len(parts) < 2 or any(not part for part in parts):
         raise ValueError(f"malformed import path {name!r}: expected 'package.module.attr'")
@@ -516,3 +530,18 @@ def shipped_config(name: str) -> Path:
         known = sorted(str(p.relative_to(root)) for p in root.rglob("*.yaml"))
         raise FileNotFoundError(f"no shipped config {name!r}; the package ships {known}")
     return path
+
+
+RUN_PATH_PREFIX = "run:"  # a config string "run:experts/x.safetensors" names a file inside the run folder
+
+
+def resolve_run_paths(block: Any, run: Path) -> Any:
+    """Replace ``run:FILE`` strings in a config block by paths inside the run folder ``run`` (an exported
+    translation names its experts' weights so)."""
+    if isinstance(block, dict):
+        return {k: resolve_run_paths(v, run) for k, v in block.items()}
+    if isinstance(block, list):
+        return [resolve_run_paths(v, run) for v in block]
+    if isinstance(block, str) and block.startswith(RUN_PATH_PREFIX):
+        return str(run / block.removeprefix(RUN_PATH_PREFIX))
+    return block

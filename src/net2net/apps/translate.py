@@ -39,9 +39,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor, nn
 
-from ..config import instantiate, trusted_modules
-from ..data.embeddings import Standardization
-from ..flows import ConditionalINN
+from ..config import instantiate, resolve_run_paths, trusted_modules
+from ..data.standardization import Standardization
+from ..flows import ConditionalINN, load_cinn
 from ..training.runs import resolve_run
 from ..translators import Translator, load_translator
 
@@ -90,7 +90,7 @@ class Net2Net(nn.Module):
         Arguments:
             run_dir: the run folder (``config.yaml`` and ``cinn_file``), or a run name such as ``"text2image"``: the
                 newest finished run of that name under ``$NET2NET_CACHE/runs`` (:func:`net2net.training.runs.resolve_run`).
-            cinn_file: τ's weights in the folder (read as data only, see :func:`net2net.training.cinn.load_cinn`).
+            cinn_file: τ's weights in the folder (read as data only, see :func:`net2net.flows.load_cinn`).
             trust: modules besides ``net2net`` that the config may import (e.g. ``["mypkg"]`` for
                 ``mypkg.experts.MyExpert``), like ``trust_remote_code`` in the Hugging Face libraries.
             trust_config: import whatever the config names (only for run folders you made or checked).
@@ -112,9 +112,6 @@ class Net2Net(nn.Module):
             cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
         except (yaml.YAMLError, OmegaConfBaseException, OSError) as e:
             raise ValueError(f"{cfg_file}: cannot read the run's config: {str(e).splitlines()[0]}") from e
-        from ..training.cinn import load_cinn
-        from ..training.fit import resolve_run_paths
-
         data = cfg.get("data") if isinstance(cfg, dict) else None
         params = (data.get("params") if isinstance(data, dict) else None) or {}
         if not isinstance(params, dict):

@@ -8,13 +8,13 @@ trains a translation from them with ``net2net fit`` (:mod:`net2net.training.fit`
   positional reads into small buffers, so an array of tens of millions of rows is never held in memory (a memory
   map would be flat too but counts every page touched in the process's resident memory).
 - :func:`scan_pair`: one pass over both arrays that checks them (finite rows, matching row counts, a target
-  without constant dimensions), computes the per-dimension mean and standard deviation (:class:`Standardization`)
+  without constant dimensions), computes the per-dimension mean and standard deviation (:class:`~net2net.data.standardization.Standardization`)
   and the arrays' content digests.
 - :class:`PairedEmbeddingStream`: an endless ``IterableDataset`` of standardised training batches, read in
   blocks, shuffled within a buffer of several blocks, with a new block order every pass; each process of a
   multi-process (DDP) run and each loader worker reads its own share of the blocks.
-- :class:`EmbeddingDataModule`: the Lightning data module of a ``fit`` run: held-out blocks for validation,
-  the stream for training.
+- the Lightning data module of a ``fit`` run (held-out blocks for validation, the stream for training) is
+  :class:`net2net.training.datamodule.EmbeddingDataModule`: this module does not import Lightning.
 
 Example:
     >>> import numpy as np, tempfile, os
@@ -38,19 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
-from ..images import atomic_save_safetensors
+from .standardization import Standardization
 
 __all__ = [
     "EMBEDDING_SUFFIXES",
     "EmbeddingArray",
-    "EmbeddingDataModule",
     "PairScan",
     "PairedEmbeddingStream",
     "Standardization",
@@ -62,7 +59,6 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 EMBEDDING_SUFFIXES = (".npy", ".safetensors")
-STANDARDIZATION_FORMAT = "net2net.Standardization/1"
 _SAFETENSORS_DTYPES = {
     "F64": "<f8",
     "F32": "<f4",
@@ -264,65 +260,6 @@ def open_embeddings(path: PathLike, key: str | None = None, name: str | None = N
         else:
             raise ValueError(f"{label}: {f.name}: expected a {' or '.join(EMBEDDING_SUFFIXES)} file")
     return EmbeddingArray(parts, name=label)
-
-
-# -- standardisation -------------------------------------------------------------------------------------------
-@dataclass
-class Standardization:
-    """Per-dimension ``(x - mean) / std`` of the source and the target, as a fit run stores it.
-
-    The cINN learns the density of the standardised target; ``log p(z_tgt) = log p(standardised z_tgt) -
-    sum(log tgt_std)`` (:attr:`target_log_det` is that correction).
-    """
-
-    src_mean: Tensor  # (D_src,) float64
-    src_std: Tensor
-    tgt_mean: Tensor  # (D_tgt,) float64
-    tgt_std: Tensor
-
-    @property
-    def target_log_det(self) -> float:
-        """``log |det d(standardised z_tgt) / d z_tgt|`` = ``-sum(log tgt_std)``: add it to a standardised
-        log-density."""
-        return float(-self.tgt_std.log().sum())
-
-    def source(self, z: Tensor) -> Tensor:
-        """Standardised ``z_src``."""
-        return (z - self.src_mean.to(z)) / self.src_std.to(z)
-
-    def source_inverse(self, z: Tensor) -> Tensor:
-        """Raw ``z_src`` from a standardised one."""
-        return z * self.src_std.to(z) + self.src_mean.to(z)
-
-    def target(self, z: Tensor) -> Tensor:
-        """Standardised ``z_tgt``."""
-        return (z - self.tgt_mean.to(z)) / self.tgt_std.to(z)
-
-    def target_inverse(self, z: Tensor) -> Tensor:
-        """Raw ``z_tgt`` from a standardised one."""
-        return z * self.tgt_std.to(z) + self.tgt_mean.to(z)
-
-    def save(self, path: PathLike, metadata: dict[str, str] | None = None) -> Path:
-        """Write to a safetensors file, atomically."""
-        tensors = {
-            "src_mean": self.src_mean,
-            "src_std": self.src_std,
-            "tgt_mean": self.tgt_mean,
-            "tgt_std": self.tgt_std,
-        }
-        return atomic_save_safetensors(tensors, path, metadata={"format": STANDARDIZATION_FORMAT, **(metadata or {})})
-
-    @classmethod
-    def load(cls, path: PathLike) -> Standardization:
-        """Read a file written by :meth:`save`."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no standardisation file at {path}")
-        t = load_file(str(path))
-        missing = {"src_mean", "src_std", "tgt_mean", "tgt_std"} - t.keys()
-        if missing:
-            raise ValueError(f"{path}: not a standardisation file (missing {sorted(missing)})")
-        return cls(t["src_mean"].double(), t["src_std"].double(), t["tgt_mean"].double(), t["tgt_std"].double())
 
 
 @dataclass
@@ -532,138 +469,3 @@ class PairedEmbeddingStream(IterableDataset):
                         "z_tgt": torch.from_numpy(tgt[j : j + self.batch_size]),
                     }
         raise AssertionError("unreachable")
-
-
-class _HeldOut(IterableDataset):
-    """The held-out rows (read once, at most ``max_val_rows``), standardised, in batches; under DDP each process
-    takes every ``world_size``-th batch."""
-
-    def __init__(self, src: np.ndarray, tgt: np.ndarray, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
-        super().__init__()
-        self.src, self.tgt, self.batch_size, self.rank, self.world_size = src, tgt, batch_size, rank, world_size
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        starts = range(0, len(self.src), self.batch_size)
-        for k, j in enumerate(starts):
-            if k % self.world_size == self.rank:
-                yield {"z_src": self.src[j : j + self.batch_size], "z_tgt": self.tgt[j : j + self.batch_size]}
-
-
-class EmbeddingDataModule(L.LightningDataModule):
-    """Training and held-out batches from two row-aligned embedding files (the data of a ``net2net fit`` run).
-
-    Arguments:
-        source, target: ``.npy`` / ``.safetensors`` files or folders of shards (see :func:`open_embeddings`).
-        standardization: the ``Standardization`` file of the run (written by ``fit`` from :func:`scan_pair`).
-        batch_size: rows per training batch (per process).
-        source_key, target_key: tensor names in safetensors files holding several.
-        val_fraction: share of the blocks held out (at most ``max_val_rows`` rows).
-        max_val_rows: cap on the held-out rows (they are read into memory once).
-        block_rows: rows per block (the unit of shuffling, sharding and the held-out split).
-        shuffle_blocks: blocks whose rows are shuffled together.
-        seed: seed of the split and the block order.
-        num_workers: loader worker processes per training process.
-    """
-
-    def __init__(
-        self,
-        source: str,
-        target: str,
-        standardization: str,
-        batch_size: int = 256,
-        source_key: str | None = None,
-        target_key: str | None = None,
-        val_fraction: float = 0.05,
-        max_val_rows: int = 20000,
-        block_rows: int = 4096,
-        shuffle_blocks: int = 8,
-        seed: int = 0,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__()
-        for name, value in (
-            ("batch_size", batch_size),
-            ("max_val_rows", max_val_rows),
-            ("block_rows", block_rows),
-            ("shuffle_blocks", shuffle_blocks),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"data.params.{name} must be a positive int, got {value!r}")
-        self.source_path, self.target_path = source, target
-        self.source_key, self.target_key = source_key, target_key
-        self.standardization_path = standardization
-        self.batch_size, self.val_fraction, self.max_val_rows = batch_size, val_fraction, max_val_rows
-        self.block_rows_max, self.shuffle_blocks, self.seed, self.num_workers = (
-            block_rows,
-            shuffle_blocks,
-            seed,
-            num_workers,
-        )
-        self.source: EmbeddingArray | None = None
-        self.target: EmbeddingArray | None = None
-        self.standardization: Standardization | None = None
-        self._val: tuple[Tensor, Tensor] | None = None
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.source is not None:
-            return
-        self.source = open_embeddings(self.source_path, self.source_key, name="source")
-        self.target = open_embeddings(self.target_path, self.target_key, name="target")
-        if self.source.rows != self.target.rows:
-            raise ValueError(f"source has {self.source.rows} rows but target has {self.target.rows}")
-        self.standardization = Standardization.load(self.standardization_path)
-        for name, arr, mean in (
-            ("source", self.source, self.standardization.src_mean),
-            ("target", self.target, self.standardization.tgt_mean),
-        ):
-            if mean.numel() != arr.dim:
-                raise ValueError(f"{name}: {arr.dim} features, but the standardisation has {mean.numel()}")
-        self.block_rows = block_size(self.source.rows, self.block_rows_max)
-        self.train_blocks, self.val_blocks = held_out_blocks(
-            self.source.rows, self.block_rows, self.val_fraction, self.max_val_rows, self.seed
-        )
-
-    @property
-    def n_val_rows(self) -> int:
-        """Rows in the held-out blocks."""
-        return int(sum(min((b + 1) * self.block_rows, self.source.rows) - b * self.block_rows for b in self.val_blocks))
-
-    def held_out(self) -> tuple[Tensor, Tensor]:
-        """The held-out pairs, standardised: ``(z_src (N_val, D_src), z_tgt (N_val, D_tgt))``."""
-        if self._val is None:
-            self.setup()
-            spans = [(b * self.block_rows, min((b + 1) * self.block_rows, self.source.rows)) for b in self.val_blocks]
-            src = torch.from_numpy(np.concatenate([self.source.read(a, b) for a, b in spans]))
-            tgt = torch.from_numpy(np.concatenate([self.target.read(a, b) for a, b in spans]))
-            s = self.standardization
-            self._val = (s.source(src), s.target(tgt))
-        return self._val
-
-    def _rank(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)  # set by Lightning when the module is attached to a Trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        rank, world = self._rank()
-        stream = PairedEmbeddingStream(
-            self.source,
-            self.target,
-            self.train_blocks,
-            self.block_rows,
-            self.batch_size,
-            self.standardization,
-            seed=self.seed,
-            rank=rank,
-            world_size=world,
-            shuffle_blocks=self.shuffle_blocks,
-        )
-        return DataLoader(
-            stream, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        rank, world = self._rank()
-        src, tgt = self.held_out()
-        batch = min(max(self.batch_size, 1024), math.ceil(len(src) / world))  # every process gets a batch
-        return DataLoader(_HeldOut(src, tgt, batch, rank, world), batch_size=None)

@@ -1,7 +1,7 @@
 """The trained autoencoder g = Λ∘Θ as a frozen target expert (DESIGN.md §3).
 
 :class:`AutoencoderTarget` wraps the encoder Θ and decoder Λ of a trained
-:class:`net2net.training.autoencoder.AutoencoderModule` behind the target-expert protocol:
+:class:`net2net.training.autoencoder_module.AutoencoderModule` behind the target-expert protocol:
 
 - ``encode(y) -> z``: a sample of ``q(z | y)`` (the encoder is stochastic, as in the paper),
 - ``encode_dist(y) -> (mean, std)`` (alias ``mean_std``): the parameters of ``q(z | y)``, for a latent cache

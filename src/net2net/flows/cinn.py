@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import SequentialFlow, check_flat, check_tensor
+from .checks import check_condition, check_dtype, check_flat, check_pair
 from .coupling import ConditionalAffineCoupling
 from .embedder import build_embedder
+from .invertible import SequentialFlow
 from .layers import ActNorm, FixedPermutation
 from .loss import nll
 
@@ -37,11 +38,6 @@ def build_blocks(
 class _FlowMixin(nn.Module):
     dim: int
     flow: SequentialFlow
-
-    def _check_dtype(self, x: Tensor, name: str) -> None:
-        expected = next(self.parameters()).dtype
-        if x.dtype != expected:
-            raise TypeError(f"{name}: expected dtype {expected} (the model's), got {x.dtype}; use .to({expected})")
 
     def _sample_v(self, n: int, temperature: float, generator: torch.Generator | None, like: Tensor) -> Tensor:
         if not (temperature >= 0 and math.isfinite(temperature)):
@@ -121,30 +117,19 @@ class ConditionalINN(_FlowMixin):
         """
         return dict(self._params)
 
-    def _check_pair(self, z: Tensor, z_src: Tensor, name: str) -> None:
-        check_flat(z, self.dim, name)
-        self._check_dtype(z, name)
-        self._check_cond(z_src)
-        if z_src.shape[0] != z.shape[0]:
-            raise ValueError(f"batch sizes differ: {name} has {z.shape[0]} rows, z_src has {z_src.shape[0]}")
-
-    def _check_cond(self, z_src: Tensor) -> None:
-        check_tensor(z_src, self.cond_shape, "z_src")
-        self._check_dtype(z_src, "z_src")
-
     def embed(self, z_src: Tensor) -> Tensor:
         """The conditioning embedding ``h = H(z_src)``, ``(B, embedding_dim)``."""
-        self._check_cond(z_src)
+        check_condition(self, z_src)
         return self.embedder(z_src)
 
     def forward(self, z_tgt: Tensor, z_src: Tensor) -> tuple[Tensor, Tensor]:
         """``v = τ⁻¹(z_tgt | z_src)`` and ``log |det dv/dz_tgt|``: shapes ``(B, dim)``, ``(B,)``."""
-        self._check_pair(z_tgt, z_src, "z_tgt")
+        check_pair(self, z_tgt, z_src, "z_tgt")
         return self.flow(z_tgt, self.embedder(z_src))
 
     def inverse(self, v: Tensor, z_src: Tensor) -> tuple[Tensor, Tensor]:
         """``z_tgt = τ(v | z_src)`` and ``log |det dz_tgt/dv|`` (= minus the forward log-det)."""
-        self._check_pair(v, z_src, "v")
+        check_pair(self, v, z_src, "v")
         return self.flow.inverse(v, self.embedder(z_src))
 
     def residual(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
@@ -207,13 +192,13 @@ class UnconditionalFlow(_FlowMixin):
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``v = f(z)`` and ``log |det dv/dz|``."""
         check_flat(z, self.dim, "z")
-        self._check_dtype(z, "z")
+        check_dtype(self, z, "z")
         return self.flow(z)
 
     def inverse(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """``z = f⁻¹(v)`` and ``log |det dz/dv|``."""
         check_flat(v, self.dim, "v")
-        self._check_dtype(v, "v")
+        check_dtype(self, v, "v")
         return self.flow.inverse(v)
 
     def sample(self, n_samples: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import InvertibleModule
+from .invertible import InvertibleModule
 
 __all__ = ["ScaleShiftMLP", "ConditionalAffineCoupling", "SubnetConstructor"]
 

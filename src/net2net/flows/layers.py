@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .base import InvertibleModule
+from .invertible import InvertibleModule
 
 __all__ = ["ActNorm", "FixedPermutation", "actnorm_ready"]
 

@@ -12,7 +12,7 @@ from .fid import (
     find_fid_inception,
     frechet_distance,
 )
-from .information import InformationEstimate, fit_unconditional_flow, heldout_nll, information_estimate
+from .information import InformationEstimate, heldout_nll, information_estimate
 from .quality import classifier_accuracy, mean_pairwise_distance, psnr
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "feature_statistics",
     "fid_from_features",
     "find_fid_inception",
-    "fit_unconditional_flow",
     "heldout_nll",
     "information_estimate",
     "frechet_distance",

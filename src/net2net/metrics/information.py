@@ -10,7 +10,9 @@ Each held-out NLL is an upper bound on its entropy (the cross-entropy of the dat
 estimate is the difference of two upper bounds: it is exact only when both models are, it is not a bound
 either way, and it can come out negative when the cINN fits worse than the unconditional flow (e.g. a source
 that carries no information, or an under-trained cINN). Evaluate both models on the same held-out pairs, so
-that the paired differences give a standard error.
+that the paired differences give a standard error. The unconditional flow is trained by
+:func:`net2net.training.in_memory.fit_unconditional_flow` (through the one training entry point; ``metrics`` does
+not import ``training``).
 
 Example:
     >>> import torch
@@ -29,12 +31,10 @@ from typing import TypedDict
 import torch
 from torch import Tensor
 
-from torch import nn
-
 from ..flows import ConditionalINN, UnconditionalFlow, nll
-from ..flows.base import check_flat, check_tensor
+from ..flows.checks import check_flat, check_tensor
 
-__all__ = ["InformationEstimate", "fit_unconditional_flow", "heldout_nll", "information_estimate"]
+__all__ = ["InformationEstimate", "heldout_nll", "information_estimate"]
 log = logging.getLogger(__name__)
 
 
@@ -97,104 +97,6 @@ def heldout_nll(
     finally:
         flow.train(was_training)
     return torch.cat(out).to(z_tgt.device)
-
-
-def fit_unconditional_flow(
-    z_tgt: Tensor,
-    n_blocks: int = 4,
-    hidden_dim: int = 128,
-    hidden_depth: int = 1,
-    steps: int = 600,
-    batch_size: int = 256,
-    lr: float = 2e-3,
-    warmup_steps: int = 50,
-    final_lr_fraction: float = 0.1,
-    alpha: float = 1.0,
-    grad_clip: float = 100.0,
-    seed: int = 0,
-    generator: torch.Generator | None = None,
-) -> UnconditionalFlow:
-    """Fit an :class:`~net2net.flows.UnconditionalFlow` to the density of ``z_tgt`` alone (for ``H(z_tgt)``).
-
-    A plain loop: Adam with the cINN recipe of :class:`net2net.training.optim.FlowOptimConfig` (betas (0.5, 0.9),
-    AMSGrad, gradient norm clipped at ``grad_clip``; restated here because ``metrics`` does not import
-    ``training``), a linear warm-up to ``lr``, then cosine decay to ``lr * final_lr_fraction``;
-    mini-batches drawn with replacement from ``z_tgt``. The defaults are for quick estimates (dim 64, 10k
-    samples: about 30 s on one heavily shared CPU core); an under-fitted flow overstates ``H(z_tgt)`` and so
-    the information, so give it a capacity and a budget comparable to the cINN's for final numbers. The flow
-    is trained on the device of ``z_tgt`` and returned in eval mode.
-
-    Arguments:
-        z_tgt: training codes, ``(N, dim)`` with ``N >= 2`` and ``dim >= 2``, floating point.
-        n_blocks, hidden_dim, hidden_depth, alpha: the flow's size (see :class:`~net2net.flows.UnconditionalFlow`).
-        steps: optimiser steps.
-        batch_size: samples per step (at most ``N``).
-        lr: peak learning rate.
-        warmup_steps: steps of the linear warm-up.
-        final_lr_fraction: the learning rate at the last step, as a fraction of ``lr``.
-        grad_clip: maximum global gradient norm.
-        seed: seed of the weights, the permutations and (without ``generator``) the mini-batches.
-        generator: CPU generator for the mini-batch indices; by default one seeded with ``seed``.
-
-    Example:
-        >>> z = torch.randn(500, 3) * torch.tensor([1.0, 2.0, 0.5])
-        >>> flow = fit_unconditional_flow(z, n_blocks=1, hidden_dim=16, steps=20, batch_size=64)
-        >>> heldout_nll(flow, z).shape
-        torch.Size([500])
-    """
-    if not isinstance(z_tgt, Tensor):
-        raise TypeError(f"z_tgt: expected a torch.Tensor of shape (N, dim), got {type(z_tgt).__name__}")
-    if z_tgt.dim() != 2 or z_tgt.shape[1] < 2:
-        raise ValueError(f"z_tgt: expected flat codes (N, dim) with dim >= 2, got shape {tuple(z_tgt.shape)}")
-    check_flat(z_tgt, z_tgt.shape[1], "z_tgt")  # floating point, finite, non-empty
-    n, dim = z_tgt.shape
-    if n < 2:
-        raise ValueError(f"z_tgt: need at least 2 samples to fit a flow (ActNorm initialisation), got {n}")
-    sizes = {"steps": steps, "batch_size": batch_size, "n_blocks": n_blocks, "hidden_dim": hidden_dim}
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"fit_unconditional_flow: {name} must be a positive int, got {value!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"fit_unconditional_flow: lr must be positive and finite, got {lr!r}")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"fit_unconditional_flow: warmup_steps must be a non-negative int, got {warmup_steps!r}")
-    if not grad_clip > 0:
-        raise ValueError(f"fit_unconditional_flow: grad_clip must be positive, got {grad_clip!r}")
-    if not 0.0 <= final_lr_fraction <= 1.0:
-        raise ValueError(f"fit_unconditional_flow: final_lr_fraction must be in [0, 1], got {final_lr_fraction!r}")
-    batch_size = min(batch_size, n)
-
-    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global RNG
-        torch.manual_seed(seed)
-        flow = UnconditionalFlow(dim, n_blocks, hidden_dim, hidden_depth, alpha, seed=seed)
-    flow = flow.to(device=z_tgt.device, dtype=z_tgt.dtype)
-    if generator is None:
-        generator = torch.Generator().manual_seed(seed)
-
-    opt = torch.optim.Adam(flow.parameters(), lr=lr, betas=(0.5, 0.9), amsgrad=True)
-
-    def lr_at(step: int) -> float:
-        if step < warmup_steps:
-            return lr * (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, steps - 1 - warmup_steps)
-        return lr * (final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-    flow.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        idx = torch.randint(n, (batch_size,), generator=generator).to(z_tgt.device)
-        v, logdet = flow(z_tgt[idx])  # the first call initialises ActNorm from this batch
-        loss = nll(v, logdet).per_sample.mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"fit_unconditional_flow: the NLL is not finite at step {step}; lower lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(flow.parameters(), grad_clip)
-        opt.step()
-        if step % max(1, steps // 5) == 0 or step == steps - 1:
-            log.debug("unconditional flow step %d: %.4f nats/dim", step, loss.item() / dim)
-    return flow.eval()
 
 
 class InformationEstimate(TypedDict):

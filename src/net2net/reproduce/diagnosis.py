@@ -27,7 +27,8 @@ from typing import Any, ClassVar
 import torch
 
 from ..data import FashionMNIST, Subset
-from ..metrics import domain_fid, fit_unconditional_flow, heldout_nll, information_estimate, mean_pairwise_distance
+from ..metrics import domain_fid, heldout_nll, information_estimate, mean_pairwise_distance
+from ..training.in_memory import fit_unconditional_flow
 from .experiment import (
     CLASSIFIER,
     Experiment,
@@ -97,10 +98,9 @@ def diagnosis_config(layer: str, kind: str, settings: DiagnosisSettings) -> dict
     if kind == "cinn":
         model = cinn_config(cond, settings.steps)
     else:
-        model = {"target": "net2net.training.mlp.MLPTranslatorModule", "params": {
-            "batch_size": 128, "optim": optim_config(settings.steps),
-            "translator_config": {"target": "net2net.training.mlp.MLPTranslator", "params": {
-                "dim": 64, "hidden_dim": 256, "depth": 2, "embedding_dim": 64, **cond}}}}  # fmt: skip
+        model = {"target": "net2net.training.translator.TranslatorModule", "params": {
+            "translator": "mlp", "batch_size": 128, "optim": optim_config(settings.steps),
+            "translator_params": {"dim": 64, "hidden_dim": 256, "depth": 2, "embedding_dim": 64, **cond}}}  # fmt: skip
     return autoencoder_translation_config(f"diagnosis-{layer}", _source(layer), model, settings.steps,
                                           settings.train_images, settings.seed)  # fmt: skip
 
@@ -117,8 +117,8 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
         settings: explicit sizes (overrides ``quick``).
     """
     from ..experts.layer import classifier_expert
-    from ..training.cinn import load_cinn
-    from ..training.mlp import load_mlp
+    from ..flows import load_cinn
+    from ..translators import load_translator
 
     exp = Experiment.start("diagnosis", out_dir, quick, runs_dir, settings, QUICK, FULL)
     s, g = exp.settings, exp.generator()
@@ -156,8 +156,9 @@ def run_diagnosis(out_dir: str | Path = "docs/results", quick: bool = False, run
             information_nats=info["mutual_information_nats"], information_stderr=info["stderr_nats"],
         )  # fmt: skip
         # the MLP: one translation per input
-        run = exp.train(f"{name}/mlp", diagnosis_config(layer, "mlp", s), f"diagnosis-{name}-mlp", "mlp.safetensors")
-        mlp = load_mlp(run / "mlp.safetensors").eval()
+        run = exp.train(f"{name}/mlp", diagnosis_config(layer, "mlp", s), f"diagnosis-{name}-mlp",
+                        "translator.safetensors")  # fmt: skip
+        mlp = load_translator(run / "translator.safetensors").eval()
         mlp_images = decode(target, batched(mlp, z_src))
         result.update(
             mlp_fid=domain_fid(mlp_images, real, features),

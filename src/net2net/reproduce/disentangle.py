@@ -186,7 +186,7 @@ def run_disentangle(out_dir: str | Path = "docs/results", quick: bool = False, r
         settings: explicit sizes (overrides ``quick``).
     """
     from ..experts.encoder_source import deformed_encoder
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     exp = Experiment.start("disentangle", out_dir, quick, runs_dir, settings, QUICK, FULL)
     settings = exp.settings

@@ -205,7 +205,7 @@ def run_exemplar(out_dir: str | Path = "docs/results", quick: bool = False, runs
     """
     from ..experts.label import classifier_argmax_expert
     from ..experts.layer import classifier_expert
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     exp = Experiment.start("exemplar", out_dir, quick, runs_dir, settings, QUICK, FULL)
     s = exp.settings

@@ -295,7 +295,7 @@ def cinn_config(cond: Mapping[str, Any], steps: int, dim: int = 64, batch_size: 
     ``{"cond_shape": [C, H, W]}``): 12 blocks of width 256, as the text-to-image main job."""
     flow = {"dim": dim, "n_blocks": n_blocks, "hidden_dim": hidden_dim, "hidden_depth": 2,
             "embedding_dim": embedding_dim, **dict(cond)}  # fmt: skip
-    return {"target": "net2net.training.cinn.CINNModule", "params": {
+    return {"target": "net2net.training.translator.CINNModule", "params": {
         "batch_size": batch_size, "optim": optim_config(steps),
         "flow_config": {"target": "net2net.flows.ConditionalINN", "params": flow}}}  # fmt: skip
 

@@ -216,7 +216,7 @@ def run_inpaint(out_dir: str | Path = "docs/results", quick: bool = False, runs_
         runs_dir: training runs (default ``<cache>/runs/reproduce``); finished runs are reused.
         settings: explicit sizes (overrides ``quick``).
     """
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     exp = Experiment.start("inpaint", out_dir, quick, runs_dir, settings, QUICK, FULL)
     settings = exp.settings

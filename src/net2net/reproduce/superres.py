@@ -119,7 +119,7 @@ def low_res_autoencoder_config(settings: SuperresSettings = FULL) -> dict[str, A
                                                             "seed": settings.seed}}  # fmt: skip
     every = min(500, settings.ae_steps)
     return {
-        "model": {"target": "net2net.training.autoencoder.AutoencoderModule", "params": {
+        "model": {"target": "net2net.training.autoencoder_module.AutoencoderModule", "params": {
             "image_size": LOW_RES, "in_channels": 1, "z_dim": 64,
             # the "small" preset at half its widths (it has no decoder widths for 14 px, and a quarter of the
             # pixels need less): ResNet (1, 1, 1, 1) x 8 encoder; decoder ch 16 with the 28 px multipliers (4, 2, 1)
@@ -206,7 +206,7 @@ def _upsample(low: Tensor, size: int, mode: str) -> Tensor:
 @torch.no_grad()
 def _fashion_part(exp: Experiment[SuperresSettings], g: torch.Generator) -> dict[str, Any]:
     from ..experts.resize import low_res_encoder
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     settings = exp.settings
     ae_run = exp.train("ae14", low_res_autoencoder_config(settings), "superres-ae14", "autoencoder.safetensors")
@@ -269,7 +269,7 @@ def _same_class_diversity(real: Tensor, labels: Tensor, k: int, g: torch.Generat
 def _face_part(exp: Experiment[SuperresSettings], g: torch.Generator) -> dict[str, Any]:
     from ..data.faces import load_dcgan_face_generator
     from ..experts.resize import Downsample
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     settings = exp.settings
     run = exp.train("faces_cinn", face_config(settings), "superres-faces")

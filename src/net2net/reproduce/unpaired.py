@@ -61,6 +61,7 @@ __all__ = [
     "UNION_AUTOENCODER",
     "UnpairedSettings",
     "run_unpaired",
+    "tiny_cnn",
     "train_image_classifier",
     "unpaired_config",
 ]
@@ -147,7 +148,7 @@ def unpaired_config(settings: UnpairedSettings, dim: int = 64) -> dict[str, Any]
     }  # fmt: skip
 
 
-def _tiny_cnn(n_classes: int) -> nn.Module:
+def tiny_cnn(n_classes: int) -> nn.Module:
     """(B, 1, 28, 28) -> (B, 16, 14, 14) -> (B, 32, 7, 7) -> logits (B, n_classes)."""
     return nn.Sequential(
         nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),
@@ -158,32 +159,17 @@ def _tiny_cnn(n_classes: int) -> nn.Module:
 
 def train_image_classifier(images: Tensor, labels: Tensor, n_classes: int, steps: int, seed: int = 0,
                            batch_size: int = 128, lr: float = 2e-3) -> nn.Module:  # fmt: skip
-    """A tiny CNN trained on 28x28 grey ``images`` ``(N, 1, 28, 28)`` in [-1, 1] and ``labels`` ``(N,)``.
-
-    Batches are drawn with class-balancing weights (the domains differ in size), Adam with a cosine decay.
-    Returned in eval mode.
+    """A tiny CNN (:func:`tiny_cnn`) trained on 28x28 grey ``images`` ``(N, 1, 28, 28)`` in [-1, 1] and ``labels``
+    ``(N,)`` by :func:`net2net.training.in_memory.fit_classifier`: batches drawn with class-balancing weights (the
+    domains differ in size), Adam with a cosine decay. Returned in eval mode.
     """
+    from ..training.in_memory import fit_classifier
+
     if images.shape[1:] != (1, 28, 28) or labels.shape != images.shape[:1]:
         raise ValueError(f"expected images (N, 1, 28, 28) and labels (N,), got {tuple(images.shape)}, "
                          f"{tuple(labels.shape)}")  # fmt: skip
-    g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        net = _tiny_cnn(n_classes)
-    counts = torch.bincount(labels, minlength=n_classes).clamp(min=1).float()
-    weights = (1.0 / counts)[labels]  # (N,): every class drawn equally often
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    with torch.enable_grad():
-        net.train()
-        for _ in range(steps):
-            idx = torch.multinomial(weights, batch_size, replacement=True, generator=g)
-            loss = nn.functional.cross_entropy(net(images[idx]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    return net.eval().requires_grad_(False)
+    network = {"target": f"{__name__}.tiny_cnn", "params": {"n_classes": n_classes}}
+    return fit_classifier(images, labels, network, steps, seed=seed, batch_size=batch_size, lr=lr)
 
 
 def _predict(net: nn.Module, images: Tensor) -> Tensor:
@@ -239,7 +225,7 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
     from ..experts.protocols import expert_fingerprint
     from ..experts.label import LabelEncoder
     from ..experts.target import load_autoencoder_target
-    from ..training.cinn import load_cinn
+    from ..flows import load_cinn
 
     exp = Experiment.start("unpaired", out_dir, quick, runs_dir, settings, QUICK, FULL)
     settings = exp.settings

@@ -1,7 +1,9 @@
-"""Lightning callbacks: PNG grids of inputs, reconstructions and prior samples during training; rows per second."""
+"""Lightning callbacks: PNG grids of inputs, reconstructions and prior samples during training; rows per second;
+the training loop's step times (and the checkpoint of an interrupted run)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -12,10 +14,13 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..images import make_grid, save_png
 
-__all__ = ["ImageLogger", "RowsPerSecond"]
+__all__ = ["ImageLogger", "RowsPerSecond", "StepTimer"]
+
+log = logging.getLogger(__name__)
 
 
 class ImageLogger(Callback):
@@ -23,7 +28,7 @@ class ImageLogger(Callback):
     ``<out_dir>/images/step_XXXXXX_<name>.png`` (rank zero only).
 
     The module must provide ``log_images(batch, max_images, generator) -> dict[str, Tensor]`` of image batches
-    in [-1, 1] (for :class:`net2net.training.autoencoder.AutoencoderModule`: ``inputs``, ``reconstructions`` and
+    in [-1, 1] (for :class:`net2net.training.autoencoder_module.AutoencoderModule`: ``inputs``, ``reconstructions`` and
     ``samples`` from the prior). It is called in eval mode on the current training batch and put back in its
     previous mode afterwards. The prior codes come from a generator seeded with ``seed`` at every call, so
     the ``samples`` grids of different steps show the same codes.
@@ -98,7 +103,7 @@ class ImageLogger(Callback):
         pl_module.eval()
         try:
             with torch.no_grad():
-                images: Mapping[str, torch.Tensor] = pl_module.log_images(
+                images: Mapping[str, torch.Tensor] = getattr(pl_module, "log_images")(  # noqa: B009 (typed Any)
                     batch, max_images=self.max_images, generator=torch.Generator().manual_seed(self.seed)
                 )
         finally:
@@ -147,3 +152,50 @@ class RowsPerSecond(Callback):
         if len(self._times) > 1:
             rate = sum(self._rows[1:]) / max(self._times[-1] - self._times[0], 1e-9)
             pl_module.log("rows_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
+
+
+class StepTimer(Callback):
+    """Steps and wall time of the training loop proper (without setup, checkpoint loading and the export): the
+    ``summary.json`` of :func:`~net2net.training.run.train_from_config`. On Ctrl-C or SIGTERM of a single-process run
+    it also writes ``last_ckpt``, which Lightning's exit would skip.
+
+    Arguments:
+        last_ckpt: where to save the interrupted run (``None``: nothing is saved).
+    """
+
+    def __init__(self, last_ckpt: Path | None = None) -> None:
+        self.last_ckpt = last_ckpt
+        self.start_step: int | None = None
+        self.seconds = 0.0
+        self._t0 = 0.0
+        self.saved_steps: set[int] = set()  # global steps at which a checkpoint was written
+        self.step_seconds: list[float] = []  # wall time between consecutive training batch ends
+        self._t_last = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start_step = trainer.global_step
+        self._t0 = self._t_last = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        now = time.perf_counter()
+        self.step_seconds.append(now - self._t_last)
+        self._t_last = now
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds = time.perf_counter() - self._t0
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.saved_steps.add(int(checkpoint.get("global_step", -1)))
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # Lightning exits the process after a KeyboardInterrupt and stops with SIGTERMException on SIGTERM: save the
+        # steps done since the last checkpoint (single process only: under DDP every rank would take part in a save)
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return
+        if self.last_ckpt is None or trainer.world_size > 1:
+            return
+        if self.start_step is not None and trainer.global_step > self.start_step and trainer.global_step not in self.saved_steps:
+            trainer.save_checkpoint(self.last_ckpt, weights_only=False)
+            what = "SIGTERM" if isinstance(exception, SIGTERMException) else "interrupted"
+            log.warning("%s at step %d: saved %s (the next call resumes from it)",
+                        what, trainer.global_step, self.last_ckpt)  # fmt: skip

@@ -14,21 +14,28 @@
           params: {split: test, size: 28}
 
 A union of datasets tagged by domain is the ``concat_domains`` target with nested dataset blocks.
+``EmbeddingDataModule`` streams the row-aligned embedding files of a ``net2net fit`` run (the files and the
+streams are :mod:`net2net.data.embeddings`, which does not import Lightning).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from ..config import instantiate_from_config
 from ..data import ConcatDomains
+from ..data.embeddings import EmbeddingArray, PairedEmbeddingStream, block_size, held_out_blocks, open_embeddings
+from ..data.standardization import Standardization
 
-__all__ = ["DataModule", "concat_domains"]
+__all__ = ["DataModule", "EmbeddingDataModule", "TensorDataModule", "concat_domains"]
 
 
 def concat_domains(
@@ -155,3 +162,195 @@ class DataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:  # type: ignore[override]
         return self._loader("test", self.val_batch_size, False, False)
+
+
+class _HeldOut(IterableDataset):
+    """The held-out rows (read once, at most ``max_val_rows``), standardised, in batches; under DDP each process
+    takes every ``world_size``-th batch."""
+
+    def __init__(self, src: np.ndarray, tgt: np.ndarray, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__()
+        self.src, self.tgt, self.batch_size, self.rank, self.world_size = src, tgt, batch_size, rank, world_size
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        starts = range(0, len(self.src), self.batch_size)
+        for k, j in enumerate(starts):
+            if k % self.world_size == self.rank:
+                yield {"z_src": self.src[j : j + self.batch_size], "z_tgt": self.tgt[j : j + self.batch_size]}
+
+
+class EmbeddingDataModule(L.LightningDataModule):
+    """Training and held-out batches from two row-aligned embedding files (the data of a ``net2net fit`` run).
+
+    Arguments:
+        source, target: ``.npy`` / ``.safetensors`` files or folders of shards (see :func:`open_embeddings`).
+        standardization: the ``Standardization`` file of the run (written by ``fit`` from :func:`scan_pair`).
+        batch_size: rows per training batch (per process).
+        source_key, target_key: tensor names in safetensors files holding several.
+        val_fraction: share of the blocks held out (at most ``max_val_rows`` rows).
+        max_val_rows: cap on the held-out rows (they are read into memory once).
+        block_rows: rows per block (the unit of shuffling, sharding and the held-out split).
+        shuffle_blocks: blocks whose rows are shuffled together.
+        seed: seed of the split and the block order.
+        num_workers: loader worker processes per training process.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        standardization: str,
+        batch_size: int = 256,
+        source_key: str | None = None,
+        target_key: str | None = None,
+        val_fraction: float = 0.05,
+        max_val_rows: int = 20000,
+        block_rows: int = 4096,
+        shuffle_blocks: int = 8,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("batch_size", batch_size),
+            ("max_val_rows", max_val_rows),
+            ("block_rows", block_rows),
+            ("shuffle_blocks", shuffle_blocks),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"data.params.{name} must be a positive int, got {value!r}")
+        self.source_path, self.target_path = source, target
+        self.source_key, self.target_key = source_key, target_key
+        self.standardization_path = standardization
+        self.batch_size, self.val_fraction, self.max_val_rows = batch_size, val_fraction, max_val_rows
+        self.block_rows_max, self.shuffle_blocks, self.seed, self.num_workers = (
+            block_rows,
+            shuffle_blocks,
+            seed,
+            num_workers,
+        )
+        self.source: EmbeddingArray | None = None
+        self.target: EmbeddingArray | None = None
+        self.standardization: Standardization | None = None
+        self._val: tuple[Tensor, Tensor] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.source is not None:
+            return
+        self.source = open_embeddings(self.source_path, self.source_key, name="source")
+        self.target = open_embeddings(self.target_path, self.target_key, name="target")
+        if self.source.rows != self.target.rows:
+            raise ValueError(f"source has {self.source.rows} rows but target has {self.target.rows}")
+        self.standardization = Standardization.load(self.standardization_path)
+        for name, arr, mean in (
+            ("source", self.source, self.standardization.src_mean),
+            ("target", self.target, self.standardization.tgt_mean),
+        ):
+            if mean.numel() != arr.dim:
+                raise ValueError(f"{name}: {arr.dim} features, but the standardisation has {mean.numel()}")
+        self.block_rows = block_size(self.source.rows, self.block_rows_max)
+        self.train_blocks, self.val_blocks = held_out_blocks(
+            self.source.rows, self.block_rows, self.val_fraction, self.max_val_rows, self.seed
+        )
+
+    @property
+    def n_val_rows(self) -> int:
+        """Rows in the held-out blocks."""
+        return int(sum(min((b + 1) * self.block_rows, self.source.rows) - b * self.block_rows for b in self.val_blocks))
+
+    def held_out(self) -> tuple[Tensor, Tensor]:
+        """The held-out pairs, standardised: ``(z_src (N_val, D_src), z_tgt (N_val, D_tgt))``."""
+        if self._val is None:
+            self.setup()
+            spans = [(b * self.block_rows, min((b + 1) * self.block_rows, self.source.rows)) for b in self.val_blocks]
+            src = torch.from_numpy(np.concatenate([self.source.read(a, b) for a, b in spans]))
+            tgt = torch.from_numpy(np.concatenate([self.target.read(a, b) for a, b in spans]))
+            s = self.standardization
+            self._val = (s.source(src), s.target(tgt))
+        return self._val
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)  # set by Lightning when the module is attached to a Trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        rank, world = self._rank()
+        stream = PairedEmbeddingStream(
+            self.source,
+            self.target,
+            self.train_blocks,
+            self.block_rows,
+            self.batch_size,
+            self.standardization,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            shuffle_blocks=self.shuffle_blocks,
+        )
+        return DataLoader(
+            stream, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank()
+        src, tgt = self.held_out()
+        batch = min(max(self.batch_size, 1024), math.ceil(len(src) / world))  # every process gets a batch
+        return DataLoader(_HeldOut(src, tgt, batch, rank, world), batch_size=None)
+
+
+class _DrawnBatches(IterableDataset):
+    """``batches`` batches of rows drawn with replacement from ``tensors`` (uniformly, or by ``weights``)."""
+
+    def __init__(self, tensors: Mapping[str, Tensor], batch_size: int, batches: int, generator: torch.Generator,
+                 weights: Tensor | None) -> None:  # fmt: skip
+        self.tensors, self.batch_size, self.batches = dict(tensors), batch_size, batches
+        self.generator, self.weights = generator, weights
+        self.rows = len(next(iter(self.tensors.values())))
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        for _ in range(self.batches):
+            if self.weights is None:
+                idx = torch.randint(self.rows, (self.batch_size,), generator=self.generator)
+            else:
+                idx = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=self.generator)
+            yield {k: t[idx] for k, t in self.tensors.items()}
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Training batches drawn with replacement from the tensors of one safetensors file: the data of models that
+    a metric or an experiment trains on tensors it holds (written to the run folder, so the config stays data).
+
+    Arguments:
+        path: the safetensors file; every tensor has the same number of rows, and each batch is a dict of them.
+        batch_size: rows per batch.
+        seed: seed of the draws (a generator of its own; the order continues across epochs).
+        balance_by: the name of an integer tensor (e.g. ``"label"``): rows are drawn with probability
+            ``1 / count(their value)``, so every value comes up equally often; ``None`` draws uniformly.
+        batches_per_epoch: the length of an epoch (the run's length is ``lightning.trainer.max_steps``).
+    """
+
+    def __init__(self, path: str, batch_size: int, seed: int = 0, balance_by: str | None = None,
+                 batches_per_epoch: int = 1000) -> None:  # fmt: skip
+        super().__init__()
+        from ..io import load_safetensors
+
+        self.tensors = load_safetensors(path, "the training tensors", "write them again")
+        rows = {k: len(t) for k, t in self.tensors.items()}
+        if not rows or len(set(rows.values())) != 1:
+            raise ValueError(f"data.params.path: expected tensors with the same number of rows in {path}, got {rows}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"data.params.batch_size: expected a positive int, got {batch_size!r}")
+        self.weights: Tensor | None = None
+        if balance_by is not None:
+            if balance_by not in self.tensors or self.tensors[balance_by].is_floating_point():
+                raise ValueError(f"data.params.balance_by: expected the name of an integer tensor of {path} "
+                                 f"({sorted(self.tensors)}), got {balance_by!r}")  # fmt: skip
+            values = self.tensors[balance_by]
+            self.weights = (1.0 / torch.bincount(values).clamp(min=1).float())[values]  # (N,)
+        self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def train_dataloader(self) -> DataLoader:
+        batches = _DrawnBatches(self.tensors, self.batch_size, self.batches_per_epoch, self.generator, self.weights)
+        return DataLoader(batches, batch_size=None)

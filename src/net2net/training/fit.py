@@ -1,8 +1,8 @@
 """``net2net fit``: a translation from two row-aligned embedding files, and what to do with a run afterwards.
 
 :func:`fit` checks and standardises the arrays in one pass (:func:`net2net.data.embeddings.scan_pair`), writes a
-config of a :class:`~net2net.training.cinn.CINNModule` over an
-:class:`~net2net.data.embeddings.EmbeddingDataModule` into the run folder and trains it with
+config of a :class:`~net2net.training.translator.CINNModule` over an
+:class:`~net2net.training.datamodule.EmbeddingDataModule` into the run folder and trains it with
 :func:`~net2net.training.run.train_from_config` (Lightning: checkpoints, resuming, DDP). Validation on held-out
 blocks stops the run early when the held-out NLL stops improving. The run folder::
 
@@ -34,10 +34,11 @@ from typing import Any
 import torch
 import yaml
 
-from ..data.embeddings import EmbeddingDataModule, PairScan, Standardization, open_embeddings, scan_pair
+from ..config import RUN_PATH_PREFIX
+from ..data.embeddings import PairScan, Standardization, open_embeddings, scan_pair
 from ..images import atomic_path
 
-__all__ = ["FitSettings", "evaluate_run", "export_run", "fit", "resolve_run_paths", "write_model_card"]
+__all__ = ["FitSettings", "evaluate_run", "export_run", "fit", "write_model_card"]
 
 PathLike = str | os.PathLike[str]
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def _config(
     return {
         "seed": s.seed,
         "model": {
-            "target": "net2net.training.cinn.CINNModule",
+            "target": "net2net.training.translator.CINNModule",
             "params": {
                 "flow_config": {"target": "net2net.flows.ConditionalINN", "params": flow},
                 "optim": {
@@ -152,7 +153,7 @@ def _config(
             },
         },
         "data": {
-            "target": "net2net.data.embeddings.EmbeddingDataModule",
+            "target": "net2net.training.datamodule.EmbeddingDataModule",
             "params": {
                 "source": str(source),
                 "target": str(target),
@@ -311,8 +312,10 @@ def evaluate_run(run_dir: PathLike, information_steps: int = 600, max_train_rows
         ``{"rows", "dim", "nats_per_dim", "bits_per_dim", "nll_nats", ...}``, JSON-serialisable.
     """
     from ..config import instantiate_from_config
-    from ..metrics.information import fit_unconditional_flow, heldout_nll, information_estimate
-    from .cinn import load_cinn
+    from ..flows import load_cinn
+    from ..metrics.information import heldout_nll, information_estimate
+    from .datamodule import EmbeddingDataModule  # Lightning: imported here, so that the CLI starts without it
+    from .in_memory import fit_unconditional_flow
 
     run = Path(run_dir)
     cfg = _run_config(run)
@@ -346,7 +349,7 @@ def evaluate_run(run_dir: PathLike, information_steps: int = 600, max_train_rows
     if information_steps > 0:
         if isinstance(dm, EmbeddingDataModule):  # the stream is endless: take each training row at most once
             max_train_rows = min(max_train_rows, dm.source.rows - dm.n_val_rows)
-        train_src, train_tgt = _pairs(dm.train_dataloader(), max_train_rows)
+        _, train_tgt = _pairs(dm.train_dataloader(), max_train_rows)
         uncond = fit_unconditional_flow(train_tgt.float(), steps=information_steps, seed=0)
         est = information_estimate(heldout_nll(uncond, val_tgt), nll_c, dim=dim)
         out.update(
@@ -411,7 +414,6 @@ _RUN_FILES = (
     "summary.json",
     "compute.json",
 )
-RUN_PATH_PREFIX = "run:"  # a config string "run:experts/x.safetensors" names a file inside the run folder
 
 
 def _localise(block: Any, run: Path, out: Path, key: str) -> Any:
@@ -432,17 +434,6 @@ def _localise(block: Any, run: Path, out: Path, key: str) -> Any:
         (out / "experts").mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, out / name)
         return RUN_PATH_PREFIX + name
-    return block
-
-
-def resolve_run_paths(block: Any, run: Path) -> Any:
-    """Replace ``run:FILE`` strings in a config block by paths inside ``run`` (an exported translation)."""
-    if isinstance(block, dict):
-        return {k: resolve_run_paths(v, run) for k, v in block.items()}
-    if isinstance(block, list):
-        return [resolve_run_paths(v, run) for v in block]
-    if isinstance(block, str) and block.startswith(RUN_PATH_PREFIX):
-        return str(run / block.removeprefix(RUN_PATH_PREFIX))
     return block
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-__all__ = ["ClippedAdam", "FlowOptimConfig", "make_optimizer", "learning_rate"]
+if TYPE_CHECKING:
+    from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
+
+__all__ = ["ClippedAdam", "FlowOptimConfig", "configure_flow_optimizer", "learning_rate", "make_optimizer", "optim_config"]
 
 
 @dataclass
@@ -93,7 +96,7 @@ class FlowOptimConfig:
         if self.decay_steps == "max_steps":
             raise ValueError("decay_steps is 'max_steps': call resolve(max_steps) first (make_optimizer does)")
         factor = 1.0 if self.warmup_steps == 0 else min(1.0, (step + 1) / self.warmup_steps)
-        if self.decay_steps is not None:
+        if isinstance(self.decay_steps, int):
             t = min(1.0, max(0.0, (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps)))
             factor *= self.final_lr_fraction + (1.0 - self.final_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * t))
         return factor
@@ -120,7 +123,7 @@ class ClippedAdam(torch.optim.Adam):
         super().__init__(params, **kwargs)
         self.grad_clip = grad_clip
 
-    def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -162,5 +165,36 @@ def clip_gradients(params: Iterable[nn.Parameter], cfg: FlowOptimConfig) -> floa
     """Clip the global gradient norm to ``cfg.grad_clip``; return the norm before clipping."""
     params = [p for p in params if p.grad is not None]
     if cfg.grad_clip is None:
-        return math.sqrt(sum(float(p.grad.detach().square().sum()) for p in params))
+        return math.sqrt(sum(float(p.grad.detach().square().sum()) for p in params if p.grad is not None))
     return float(nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+
+
+def optim_config(optim: Mapping[str, Any] | None, key: str = "model.params.optim") -> FlowOptimConfig:
+    """A :class:`FlowOptimConfig` from a config block (``None``: the defaults); an unknown key is a ``ValueError``
+    naming ``key``, the nearest valid field and the valid ones."""
+    from ..config import nearest
+
+    known = {f.name for f in fields(FlowOptimConfig)}
+    unknown = set(optim or {}) - known
+    if unknown:
+        hint = nearest(sorted(unknown)[0], known)
+        raise ValueError(f"{key}: unknown keys {sorted(unknown)}{hint}; expected some of {sorted(known)}")
+    cfg = FlowOptimConfig(**dict(optim or {}))
+    if isinstance(cfg.betas, list):  # YAML gives lists
+        cfg.betas = (cfg.betas[0], cfg.betas[1])
+    return cfg
+
+
+def configure_flow_optimizer(
+    params: Iterable[nn.Parameter], cfg: FlowOptimConfig, batch_size: int, trainer: Any = None
+) -> OptimizerLRSchedulerConfig:
+    """What a LightningModule's ``configure_optimizers`` returns for the recipe: :func:`make_optimizer` at the
+    effective batch ``batch_size x world size x gradient accumulation`` of ``trainer`` (``None``: one process, no
+    accumulation), with the schedule stepped every optimiser step and ``decay_steps: max_steps`` resolved from
+    ``trainer.max_steps``."""
+    devices = max(1, trainer.world_size) if trainer is not None else 1
+    accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
+    max_steps = trainer.max_steps if trainer is not None else None
+    # the optimiser clips gradients to cfg.grad_clip itself (ClippedAdam), under every precision
+    opt, sched = make_optimizer(params, cfg, batch_size * devices * accumulate, max_steps=max_steps)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

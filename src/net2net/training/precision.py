@@ -43,21 +43,3 @@ def trainer_precision(precision: Any, accelerator: Any = "auto") -> Any:
     log.info("precision auto on %s: bf16 products %.2fx the float32 rate (bf16 from %.1fx) -> %s",
              device, bf16_speedup(device), AUTO_MIN_SPEEDUP, choice)  # fmt: skip
     return choice
-
-
-def clip_grad_norm(module: Any, optimizer: torch.optim.Optimizer, clip: float) -> None:
-    """Clip the global gradient norm of ``optimizer``'s parameters to ``clip`` inside a LightningModule's
-    ``configure_gradient_clipping``, under every precision.
-
-    Lightning's mixed-precision plugin refuses to clip for a fused optimizer (which unscales fp16 gradients
-    itself), also under bf16-mixed, where there is no loss scaling and so nothing to unscale; there the norm is
-    clipped directly. Everywhere else this is Lightning's own ``clip_gradients``.
-    """
-    from lightning.pytorch.plugins.precision import MixedPrecision
-
-    plugin = module.trainer.precision_plugin
-    if isinstance(plugin, MixedPrecision) and plugin.scaler is None:
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, clip)
-    else:
-        module.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")

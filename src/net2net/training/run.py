@@ -4,7 +4,7 @@ A config has three blocks:
 
 .. code-block:: yaml
 
-    model:      {target: net2net.training.autoencoder.AutoencoderModule, params: {...}}
+    model:      {target: net2net.training.autoencoder_module.AutoencoderModule, params: {...}}
     data:       {target: net2net.training.datamodule.DataModule, params: {...}}
     lightning:
       trainer:  {max_steps: 5000, val_check_interval: 500, ...}   # keyword arguments of lightning.Trainer
@@ -23,7 +23,6 @@ A run writes into its log folder (default ``$NET2NET_CACHE/runs/<stem of the fir
     logs/version_N/metrics.csv     scalars of the N-th call (CSVLogger)
     autoencoder.safetensors        encoder + decoder weights with the architecture as JSON metadata
     cinn.safetensors               (cINN runs) τ's weights and ActNorm state, its flow config as JSON metadata
-    mlp.safetensors                (MLP translator baseline runs) its weights and config
     classifier.safetensors         (ClassifierModule runs) the SmallResNet, with its test accuracy in the metadata
     dequantization_vae.safetensors (DequantizationVAEModule runs) the VAE of Tab. S4
     translator.safetensors         (TranslatorModule runs) the translator's weights, kind and parameters
@@ -73,16 +72,18 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..config import ConfigError, instantiate, load_config, nearest
 from ..io import atomic_path
+from .callbacks import StepTimer
 
 __all__ = [
+    "DEFAULT_CALLBACKS",
     "AtomicCheckpointIO",
     "ConfigError",
-    "DEFAULT_CALLBACKS",
     "ProgressLog",
     "RunLockedError",
     "TrainingInterrupted",
     "default_log_dir",
     "find_resume_checkpoint",
+    "load_run_module",
     "train_from_config",
 ]
 
@@ -375,48 +376,6 @@ class ProgressLog(L.Callback):
             self._t_last, self._step_last = now, trainer.global_step
 
 
-class _StepTimer(L.Callback):
-    """Steps and wall time of the training loop proper (without setup, checkpoint loading and the export); on
-    Ctrl-C or SIGTERM of a single-process run it also writes ``last_ckpt``, which Lightning's exit would skip."""
-
-    def __init__(self, last_ckpt: Path | None = None) -> None:
-        self.last_ckpt = last_ckpt
-        self.start_step: int | None = None
-        self.seconds = 0.0
-        self._t0 = 0.0
-        self.saved_steps: set[int] = set()  # global steps at which a checkpoint was written
-        self.step_seconds: list[float] = []  # wall time between consecutive training batch ends
-        self._t_last = 0.0
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start_step = trainer.global_step
-        self._t0 = self._t_last = time.perf_counter()
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        now = time.perf_counter()
-        self.step_seconds.append(now - self._t_last)
-        self._t_last = now
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.seconds = time.perf_counter() - self._t0
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        self.saved_steps.add(int(checkpoint.get("global_step", -1)))
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        # Lightning exits the process after a KeyboardInterrupt and stops with SIGTERMException on SIGTERM: save the
-        # steps done since the last checkpoint (single process only: under DDP every rank would take part in a save)
-        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
-            return
-        if self.last_ckpt is None or trainer.world_size > 1:
-            return
-        if self.start_step is not None and trainer.global_step > self.start_step and trainer.global_step not in self.saved_steps:
-            trainer.save_checkpoint(self.last_ckpt, weights_only=False)
-            what = "SIGTERM" if isinstance(exception, SIGTERMException) else "interrupted"
-            log.warning("%s at step %d: saved %s (the next call resumes from it)",
-                        what, trainer.global_step, self.last_ckpt)  # fmt: skip
-
-
 def _warn_if_busy() -> None:
     """Warn when the machine's load leaves PyTorch's threads fewer cores than it uses (it then slows down a lot)."""
     cores = os.cpu_count() or 1
@@ -436,8 +395,7 @@ def _check_dims(model: Any, data: Any) -> None:
     target = getattr(data, "target", None) if hasattr(type(data), "target") else None
     dim, z_dim = getattr(net, "dim", None), getattr(target, "z_dim", None)
     if isinstance(dim, int) and isinstance(z_dim, int) and dim != z_dim:
-        block = "flow_config" if hasattr(model, "tau") else "translator_config"
-        key = f"model.params.{block}.params.dim"
+        key = "model.params.flow_config.params.dim" if hasattr(model, "tau") else "model.params.translator_params.dim"
         raise ConfigError(f"{key}: {dim}, but the target expert's codes have {z_dim} dimensions (its z_dim); "
                           f"set it to {z_dim}")  # fmt: skip
 
@@ -449,25 +407,20 @@ def _save_config(cfg: DictConfig, path: Path) -> None:
 
 def _export(model: L.LightningModule, log_dir: Path, global_step: int) -> Path | None:
     """Write ``autoencoder.safetensors`` for modules with an encoder and a decoder, ``cinn.safetensors`` for modules
-    with a cINN ``tau``, ``mlp.safetensors`` for the MLP translator baseline; a module with an ``export_weights(log_dir,
-    global_step)`` method writes its own file (the classifier, the dequantisation VAE); others: nothing."""
+    with a cINN ``tau``, ``translator.safetensors`` for a :class:`TranslatorModule`; a module with an
+    ``export_weights(log_dir, global_step)`` method writes its own file (the classifier, the dequantisation VAE);
+    others: nothing."""
     export_weights = getattr(model, "export_weights", None)
     if callable(export_weights):
         return export_weights(log_dir, global_step)
-    from .mlp import MLPTranslatorModule
     from .translator import TranslatorModule
 
     if isinstance(model, TranslatorModule):
         from ..translators import save_translator
 
         return save_translator(model.translator, log_dir / "translator.safetensors", {"global_step": str(global_step)})
-    if isinstance(model, MLPTranslatorModule):
-        from .mlp import save_mlp
-
-        return save_mlp(model.translator, log_dir / "mlp.safetensors", {"global_step": str(global_step)})
     if hasattr(model, "tau") and "flow_config" in getattr(model, "hparams", {}):
-        from ..flows import ConditionalINN
-        from .cinn import save_cinn
+        from ..flows import ConditionalINN, save_cinn
 
         if type(model.tau) is not ConditionalINN:
             log.warning("not exporting cinn.safetensors: tau is a %s, not a ConditionalINN", type(model.tau).__name__)
@@ -560,7 +513,7 @@ def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, 
     elif ckpt.is_file():
         log.info("not resuming: %s will be overwritten by this run", ckpt)
     logger = CSVLogger(save_dir=str(log_dir), name="logs")
-    timer = _StepTimer(ckpt)
+    timer = StepTimer(ckpt)
     extra: list[L.Callback] = [timer]
     if not sys.stdout.isatty() and not any(isinstance(c, ProgressLog) for c in callbacks):
         extra.append(ProgressLog())
@@ -591,11 +544,11 @@ def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, 
             raise TrainingInterrupted(log_dir, trainer.global_step) from None
     wall = time.perf_counter() - start
     # ModelCheckpoint writes last.ckpt only every every_n_train_steps; make it hold the final state, so that a
-    # resumed run continues exactly where this one stopped (after Ctrl-C, _StepTimer.on_exception does this).
+    # resumed run continues exactly where this one stopped (after Ctrl-C, StepTimer.on_exception does this).
     # Written atomically, like every Lightning checkpoint.
-    if timer.start_step is not None and trainer.global_step > timer.start_step:
-        if trainer.global_step not in timer.saved_steps:
-            trainer.save_checkpoint(ckpt, weights_only=False)
+    started = timer.start_step is not None and trainer.global_step > timer.start_step
+    if started and trainer.global_step not in timer.saved_steps:
+        trainer.save_checkpoint(ckpt, weights_only=False)
 
     if trainer.is_global_zero:
         start_step = timer.start_step if timer.start_step is not None else trainer.global_step
@@ -625,3 +578,21 @@ def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, 
             summary["mean_step_seconds"], log_dir,
         )  # fmt: skip
     return log_dir
+
+
+def load_run_module(run_dir: PathLike) -> L.LightningModule:
+    """The module of a run folder (built from ``config.yaml``'s ``model`` block) with the weights of its latest intact
+    checkpoint (read with ``weights_only=True``), in eval mode.
+
+    Raises:
+        FileNotFoundError: the folder has no ``config.yaml`` or no checkpoint.
+    """
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run} is not a training run folder (no config.yaml)")
+    ckpt = find_resume_checkpoint(run)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run} has no checkpoint: the run has not trained a step")
+    model = instantiate(load_config(run / "config.yaml").model, "model")
+    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    return model.eval()

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..flows import ConditionalINN, nll
-from .base import Translator
+from .interface import Translator
 
 __all__ = ["CINNTranslator"]
 

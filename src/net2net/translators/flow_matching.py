@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import jacrev, vmap
 
+from ..flows.checks import check_pair
 from ..flows.embedder import build_embedder
 from ..flows.layers import ActNorm
-from .base import Translator, gaussian_log_prob
+from .interface import Translator, gaussian_log_prob
 
 __all__ = ["FlowMatchingTranslator"]
 
@@ -136,17 +137,17 @@ class FlowMatchingTranslator(Translator):
         return x, acc
 
     def residual(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
-        self._check_pair(z_tgt, z_src, "z_tgt")
+        check_pair(self, z_tgt, z_src, "z_tgt")
         x1, _ = self.norm(z_tgt)
         return self._solve(x1, self.embedder(z_src), 1.0, 0.0)[0]
 
     def from_residual(self, v: Tensor, z_src: Tensor) -> Tensor:
-        self._check_pair(v, z_src, "v")
+        check_pair(self, v, z_src, "v")
         x1, _ = self._solve(v, self.embedder(z_src), 0.0, 1.0)
         return self.norm.inverse(x1)[0]
 
     def log_prob(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
-        self._check_pair(z_tgt, z_src, "z_tgt")
+        check_pair(self, z_tgt, z_src, "z_tgt")
         x1, logdet_norm = self.norm(z_tgt)
         # backwards from t = 1 with a(1) = 0: a(0) = -∫_0^1 div u dt, so log p_1(x_1) = log p_0(x_0) + a(0)
         x0, acc = self._solve(x1, self.embedder(z_src), 1.0, 0.0, divergence=True)
@@ -154,7 +155,7 @@ class FlowMatchingTranslator(Translator):
 
     def loss(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
         """The flow-matching regression ``mean_d (u(x_t, t, h) − (x_1 − x_0))²`` per sample, ``t ~ U(0, 1)``."""
-        self._check_pair(z_tgt, z_src, "z_tgt")
+        check_pair(self, z_tgt, z_src, "z_tgt")
         x1, _ = self.norm(z_tgt)
         x0 = torch.randn_like(x1)
         t = torch.rand(x1.shape[0], dtype=x1.dtype, device=x1.device)

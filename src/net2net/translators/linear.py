@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import Translator, gaussian_log_prob
+from ..flows.checks import check_condition, check_pair
+from .interface import Translator, gaussian_log_prob
 
 __all__ = ["LinearGaussianTranslator"]
 
@@ -73,16 +74,16 @@ class LinearGaussianTranslator(Translator):
 
     def mean(self, z_src: Tensor) -> Tensor:
         """``W z_src + b``, ``(B, dim)``."""
-        self._check_cond(z_src)
+        check_condition(self, z_src)
         return z_src.flatten(1) @ self.weight.T + self.bias  # (B, *cond_shape) -> (B, F) -> (B, D)
 
     def residual(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
-        self._check_pair(z_tgt, z_src, "z_tgt")
+        check_pair(self, z_tgt, z_src, "z_tgt")
         r = (z_tgt - self.mean(z_src)).T  # (D, B)
         return torch.linalg.solve_triangular(self.cholesky(), r, upper=False).T
 
     def from_residual(self, v: Tensor, z_src: Tensor) -> Tensor:
-        self._check_pair(v, z_src, "v")
+        check_pair(self, v, z_src, "v")
         return self.mean(z_src) + v @ self.cholesky().T
 
     def log_prob(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
@@ -95,7 +96,7 @@ class LinearGaussianTranslator(Translator):
     def fit_closed_form(self, z_tgt: Tensor, z_src: Tensor) -> None:
         """Least squares for ``W, b`` and the Cholesky factor of the residuals' (maximum-likelihood) covariance,
         computed in float64."""
-        self._check_pair(z_tgt, z_src, "z_tgt")
+        check_pair(self, z_tgt, z_src, "z_tgt")
         n = z_tgt.shape[0]
         x = z_src.flatten(1).double()  # (N, F)
         y = z_tgt.double()  # (N, D)

@@ -4,7 +4,7 @@ The MLP translator replaces the cINN τ by a regression ``z_tgt ≈ f(H(z_src))`
 as the cINN (dense for flat conditions, convolutional for ``(C, H, W)`` ones) followed by a fully connected
 head, trained by mean squared error on the same ``(z_src, z_tgt)`` pairs. It predicts one code per condition
 (roughly the conditional mean), which is what the ablation contrasts with the cINN's samples. It has no
-likelihood and no residual (:class:`~net2net.translators.base.MissingCapability`).
+likelihood and no residual (:class:`~net2net.translators.interface.MissingCapability`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..flows.checks import check_condition, check_pair
 from ..flows.embedder import build_embedder
-from .base import Translator
+from .interface import Translator
 
 __all__ = ["MLPTranslator"]
 
-LEGACY_TARGET = "net2net.training.mlp.MLPTranslator"  # the class's name in mlp.safetensors files (not imported)
 LRELU_SLOPE = 0.01
 
 
@@ -92,15 +92,9 @@ class MLPTranslator(Translator):
     def params(self) -> dict[str, Any]:
         return dict(self._params)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """``{"kind": "mlp", "params": ...}``; ``target`` names the class for the files of
-        :func:`net2net.training.mlp.save_mlp`, whose loader compares it and never imports it."""
-        return {"kind": self.kind, "target": LEGACY_TARGET, "params": self.params}
-
     def embed(self, z_src: Tensor) -> Tensor:
         """The embedding ``h = H(z_src)``, ``(B, embedding_dim)``."""
-        self._check_cond(z_src)
+        check_condition(self, z_src)
         return self.embedder(z_src)
 
     def forward(self, z_src: Tensor) -> Tensor:
@@ -126,5 +120,5 @@ class MLPTranslator(Translator):
 
     def loss(self, z_tgt: Tensor, z_src: Tensor) -> Tensor:
         """Mean squared error per sample (mean over the features), ``(B,)``."""
-        self._check_pair(z_tgt, z_src, "z_tgt")
+        check_pair(self, z_tgt, z_src, "z_tgt")
         return (self(z_src) - z_tgt).square().mean(1)

@@ -8,9 +8,10 @@ from typing import Any
 
 from torch import Tensor
 
+from ..flows.checks import check_pair
 from ..flows.embedder import build_embedder
 from ..flows.layers import ActNorm
-from .base import Translator, gaussian_log_prob
+from .interface import Translator, gaussian_log_prob
 
 __all__ = ["SplineTranslator"]
 
@@ -92,7 +93,7 @@ class SplineTranslator(Translator):
 
     def _forward(self, z_tgt: Tensor, z_src: Tensor) -> tuple[Tensor, Tensor]:
         """``v`` and ``log |det dv/dz_tgt|``, ``(B, D)`` and ``(B,)``."""
-        self._check_pair(z_tgt, z_src, "z_tgt")
+        check_pair(self, z_tgt, z_src, "z_tgt")
         x, logdet_norm = self.norm(z_tgt)
         v, ladj = self.flow.transform(self.embedder(z_src)).call_and_ladj(x)
         return v, logdet_norm + ladj
@@ -101,7 +102,7 @@ class SplineTranslator(Translator):
         return self._forward(z_tgt, z_src)[0]
 
     def from_residual(self, v: Tensor, z_src: Tensor) -> Tensor:
-        self._check_pair(v, z_src, "v")
+        check_pair(self, v, z_src, "v")
         x = self.flow.transform(self.embedder(z_src)).inv(v)
         return self.norm.inverse(x)[0]
 

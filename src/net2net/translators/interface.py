@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..flows.base import check_flat, check_tensor
+from ..flows.checks import check_condition
 
 __all__ = ["MissingCapability", "Translator", "gaussian_log_prob"]
 
@@ -69,23 +69,6 @@ class Translator(nn.Module, ABC):
         """``{"kind": registry name, "params": constructor arguments}``: what a weights file stores (no import path)."""
         return {"kind": self.kind, "params": self.params}
 
-    # -- checks -----------------------------------------------------------------------------------------
-    def _check_dtype(self, x: Tensor, name: str) -> None:
-        ref = next(iter(self.parameters()), None)
-        if ref is not None and x.dtype != ref.dtype:
-            raise TypeError(f"{name}: expected dtype {ref.dtype} (the model's), got {x.dtype}; use .to({ref.dtype})")
-
-    def _check_cond(self, z_src: Tensor) -> None:
-        check_tensor(z_src, self.cond_shape, "z_src")
-        self._check_dtype(z_src, "z_src")
-
-    def _check_pair(self, z: Tensor, z_src: Tensor, name: str) -> None:
-        check_flat(z, self.dim, name)
-        self._check_dtype(z, name)
-        self._check_cond(z_src)
-        if z_src.shape[0] != z.shape[0]:
-            raise ValueError(f"batch sizes differ: {name} has {z.shape[0]} rows, z_src has {z_src.shape[0]}")
-
     def _missing(self, what: str) -> MissingCapability:
         return MissingCapability(f"the {self.kind!r} translator has no {what}; use a flow (cinn, spline, "
                                  "flow_matching) or linear for it")  # fmt: skip
@@ -100,7 +83,7 @@ class Translator(nn.Module, ABC):
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         if not temperature >= 0:
             raise ValueError(f"temperature must be non-negative, got {temperature}")
-        self._check_cond(z_src)
+        check_condition(self, z_src)
         batch = z_src.shape[0]
         cond = z_src.repeat_interleave(n_samples, 0)  # (B * n, ...): rows i*n .. i*n+n-1 belong to condition i
         v = torch.randn(batch * n_samples, self.dim, generator=generator, dtype=z_src.dtype, device=z_src.device)

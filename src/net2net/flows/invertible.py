@@ -16,38 +16,11 @@ layers compute their condition-only terms once per condition.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
-import torch
 from torch import Tensor, nn
 
-__all__ = ["InvertibleModule", "SequentialFlow", "check_flat", "check_tensor"]
-
-
-def check_tensor(x: Tensor, tail: tuple[int, ...], name: str = "input") -> None:
-    """Raise a clear error unless ``x`` is a finite, non-empty floating ``(B, *tail)`` tensor.
-
-    Arguments:
-        x: the tensor to check.
-        tail: the expected shape after the batch dimension.
-        name: how the tensor is called in the error message.
-    """
-    shape = f"(B, {', '.join(map(str, tail))})"
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape {shape}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}; convert it with .float()")
-    if tuple(x.shape[1:]) != tuple(tail) or x.dim() != len(tail) + 1:
-        raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name}: the batch is empty (shape {tuple(x.shape)})")
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(f"{name}: contains NaN or infinite values (rows {bad[:10]}{'...' if len(bad) > 10 else ''})")
-
-
-def check_flat(x: Tensor, dim: int, name: str = "input") -> None:
-    """:func:`check_tensor` for a flat ``(B, dim)`` tensor."""
-    check_tensor(x, (dim,), name)
+__all__ = ["InvertibleModule", "SequentialFlow"]
 
 
 class InvertibleModule(nn.Module):
@@ -77,6 +50,7 @@ class SequentialFlow(InvertibleModule):
         layers: the layers, applied in order by :meth:`forward` and in reverse by :meth:`inverse`.
 
     Example:
+        >>> import torch
         >>> from net2net.flows.layers import ActNorm, FixedPermutation
         >>> flow = SequentialFlow([ActNorm(4), FixedPermutation(4, seed=0)])
         >>> z, logdet = flow(torch.randn(8, 4))
@@ -103,6 +77,6 @@ class SequentialFlow(InvertibleModule):
     def inverse(self, z: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logdet = z.new_zeros(z.shape[0])
         for layer in reversed(self.layers):
-            z, ld = layer.inverse(z, c)
+            z, ld = cast(InvertibleModule, layer).inverse(z, c)
             logdet = logdet + ld
         return z, logdet
