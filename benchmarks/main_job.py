@@ -3,7 +3,7 @@
 Phases, each timed in this run: loading the text expert (all-MiniLM-L6-v2) and embedding the 60 held-out phrasings;
 the latent cache (a hit when ``net2net demo`` or ``net2net encode`` ran before; else the full encoding); encoding
 Fashion-MNIST images with the autoencoder's encoder (a subset, as images/s); training the main job's cINN
-(``apps/text2image.py``'s config: 12 blocks, hidden 256, batch 128, its optimiser and schedule, gradient clipping)
+(``apps/main_job.py``'s config: 12 blocks, hidden 256, batch 128, its optimiser and schedule, gradient clipping)
 once per precision; sampling and decoding 10 prompts x 8 samples; the project's evaluation (``evaluate_text2image``:
 the shipped classifier's accuracy on 100 images from each of the 60 held-out phrasings at temperatures 1 and 0.7,
 and the samples' diversity).
@@ -39,7 +39,7 @@ def _loadavg() -> str:
 
 
 def main() -> None:
-    from net2net.apps.text2image import DEMO_PROMPTS, evaluate_text2image, text2image_config
+    from net2net.apps.main_job import DEMO_PROMPTS, evaluate_text2image, text2image_config
     from net2net.apps.translate import Net2Net
     from net2net.config import instantiate_from_config
     from net2net.data import FASHION_MNIST_CAPTIONS

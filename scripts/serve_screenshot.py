@@ -22,7 +22,7 @@ def main() -> None:
     from net2net.serve.app import launch
     from net2net.serve.backend import Backend
     from net2net.serve.browser import gallery_sources, offline_page
-    from net2net.serve.runs import classify_run, main_job_run
+    from net2net.serve.discovery import classify_run, main_job_run
 
     run = Path(args.run) if args.run else main_job_run()
     info = classify_run(run)

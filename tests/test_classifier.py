@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from net2net.config import ConfigError, load_config
 from net2net.experts import SmallResNet, load_classifier, read_classifier_metadata, save_classifier
-from net2net.training.classifier import ClassifierModule, FashionMNISTClassification, augment_batch
+from net2net.training.classifier_module import ClassifierModule, FashionMNISTClassification, augment_batch
 from net2net.training.run import TrainingInterrupted, train_from_config
 
 CONFIG = "configs/classifier/fashion_mnist_classifier.yaml"
@@ -228,7 +228,7 @@ def test_shipped_config_is_the_documented_recipe() -> None:
     from net2net.pretrained import PRETRAINED
 
     cfg = load_config(CONFIG)
-    assert cfg.model.target == "net2net.training.classifier.ClassifierModule"
+    assert cfg.model.target == "net2net.training.classifier_module.ClassifierModule"
     assert list(cfg.model.params.architecture.widths) == [16, 32, 64] and cfg.model.params.lr == 0.1
     assert cfg.data.params.batch_size == 128 and cfg.data.params.val_size == 2000 and cfg.data.params.seed == 0
     assert cfg.lightning.trainer.max_epochs == 3 and cfg.seed == 0

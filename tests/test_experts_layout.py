@@ -18,8 +18,8 @@ from net2net.config import MOVED_TARGETS, get_obj_from_str, instantiate_from_con
         ("net2net.experts.base.expert_fingerprint", "net2net.experts.protocols.expert_fingerprint"),
         ("net2net.experts.encoder.deformed_encoder", "net2net.experts.encoder_source.deformed_encoder"),
         ("net2net.experts.encoder.EncoderSource", "net2net.experts.encoder_source.EncoderSource"),
-        ("net2net.experts.classifier.ClassifierModule", "net2net.training.classifier.ClassifierModule"),
-        ("net2net.experts.classifier.augment_batch", "net2net.training.classifier.augment_batch"),
+        ("net2net.experts.classifier.ClassifierModule", "net2net.training.classifier_module.ClassifierModule"),
+        ("net2net.experts.classifier.augment_batch", "net2net.training.classifier_module.augment_batch"),
     ],
 )
 def test_old_import_paths_resolve(old: str, new: str) -> None:
@@ -52,7 +52,7 @@ def test_old_config_instantiates(tmp_path) -> None:
     )
     with trusted_modules():
         module = instantiate_from_config(cfg["model"])
-    from net2net.training.classifier import ClassifierModule
+    from net2net.training.classifier_module import ClassifierModule
 
     assert type(module) is ClassifierModule and module.model.widths == (4, 8) and module.hparams.lr == 0.05
 

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from net2net.apps.text2image import text2image_config
+from net2net.apps.main_job import text2image_config
 from net2net.apps.translate import Net2Net
 from net2net.cli import main
 from net2net.data import CaptionedDataset, Digits
@@ -201,7 +201,7 @@ def test_cli_translate_and_encode(run_dir: Path, tmp_path: Path, capsys: pytest.
 
 def test_main_job_trains_the_shipped_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`net2net demo` trains configs/translation/text2image.yaml as the package ships it, plus the CLI's options."""
-    from net2net.apps.text2image import run_text2image
+    from net2net.apps.main_job import run_text2image
     from net2net.config import shipped_config
 
     shipped_file = ROOT / "configs" / "translation" / "text2image.yaml"  # the repository's path links to the package
@@ -266,7 +266,7 @@ def test_generator_target_trains_on_synthetic_pairs(tmp_path: Path) -> None:
 def test_text2image_evaluation_and_grid() -> None:
     # the demo's evaluation on a tiny untrained translation with a stand-in text encoder: the numbers are
     # chance-level, but every held-out phrasing is evaluated and the bookkeeping adds up
-    from net2net.apps.text2image import _labelled_grid, evaluate_text2image
+    from net2net.apps.main_job import _labelled_grid, evaluate_text2image
     from net2net.data import FASHION_MNIST_CAPTIONS
     from net2net.experts.classifier import load_classifier
 

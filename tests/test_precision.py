@@ -153,7 +153,7 @@ def test_lightning_bf16_mixed_trains_the_cinn_in_float32_weights(tmp_path) -> No
 
 
 def test_demo_config_precision() -> None:
-    from net2net.apps.text2image import text2image_config
+    from net2net.apps.main_job import text2image_config
 
     assert "precision" not in text2image_config()["lightning"]["trainer"]  # float32 by default
     assert text2image_config(precision="bf16")["lightning"]["trainer"]["precision"] == "bf16-mixed"

@@ -137,7 +137,7 @@ def test_digests_are_cached_by_path_size_and_time(tmp_path: Path, monkeypatch: p
 def test_one_cache_root_for_every_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     from net2net.reproduce.experiment import runs_root
-    from net2net.serve.runs import main_job_run
+    from net2net.serve.discovery import main_job_run
     from net2net.training.run import default_log_dir
     from net2net.training.translation import TranslationDataModule
 

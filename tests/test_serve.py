@@ -37,7 +37,7 @@ from net2net.serve.backend import (
     load_upload,
 )
 from net2net.serve.browser import CHROMIUM, gallery_sources, offline_page
-from net2net.serve.runs import RunInfo, classify_run, find_runs
+from net2net.serve.discovery import RunInfo, classify_run, find_runs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_helpers import (  # noqa: E402

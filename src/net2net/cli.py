@@ -51,7 +51,7 @@ def _demo(args: argparse.Namespace) -> int:
         keys = ("png", "test_nats_per_dim", "classifier_accuracy_real_test", "classifier_accuracy_samples",
                 "diversity_samples", "diversity_real_test", "trained_now", "train_seconds", "run_dir")  # fmt: skip
     else:
-        from .apps.text2image import run_text2image
+        from .apps.main_job import run_text2image
 
         metrics = run_text2image(out_dir=args.out, run_dir=args.run_dir, steps=args.steps, seed=args.seed,
                                  retrain=args.retrain, temperature=args.temperature,
@@ -424,7 +424,7 @@ def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from .serve import serve
-    from .serve.runs import TABS, find_runs
+    from .serve.discovery import TABS, find_runs
 
     try:
         runs = find_runs(args.run_dirs)

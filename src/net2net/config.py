@@ -76,8 +76,8 @@ MOVED_TARGETS: dict[str, str] = {
     # experts: file names that said what they hold (issue 13)
     "net2net.experts.base": "net2net.experts.protocols",
     "net2net.experts.encoder": "net2net.experts.encoder_source",
-    "net2net.experts.classifier.ClassifierModule": "net2net.training.classifier.ClassifierModule",
-    "net2net.experts.classifier.augment_batch": "net2net.training.classifier.augment_batch",
+    "net2net.experts.classifier.ClassifierModule": "net2net.training.classifier_module.ClassifierModule",
+    "net2net.experts.classifier.augment_batch": "net2net.training.classifier_module.augment_batch",
     # issue 13: one LightningModule file for the translators; the cINN's weights file next to the model
     "net2net.training.cinn.CINNModule": "net2net.training.translator.CINNModule",
     "net2net.training.cinn.save_cinn": "net2net.flows.weights.save_cinn",

@@ -8,7 +8,7 @@ in :mod:`.protocols`. Sources: :class:`SentenceEncoder` (text), :class:`LabelEnc
 of Sec. C), :class:`BlackBoxExpert` (a NumPy callable). Targets: :class:`AutoencoderTarget`,
 :class:`BigGANTarget` (with the dequantisation VAE of Tab. S4), and any generator with ``decode``.
 :mod:`.classifier` holds the small ResNet trained here on Fashion-MNIST (its training is
-:mod:`net2net.training.classifier`). The experts import torch and nothing heavier
+:mod:`net2net.training.classifier_module`). The experts import torch and nothing heavier
 (sentence-transformers, kornia and the ImageNet weights load when an expert is built).
 """
 

@@ -6,7 +6,7 @@ ResNet trained on Fashion-MNIST on the CPU: :func:`load_classifier` rebuilds it 
 file written by :func:`save_classifier`, and :meth:`SmallResNet.features` returns the named activations
 (``stem``, ``stage1`` .. ``stageN``, ``pool``, ``fc``).
 
-Training is :mod:`net2net.training.classifier`, through the one training entry point::
+Training is :mod:`net2net.training.classifier_module`, through the one training entry point::
 
     net2net train configs/classifier/fashion_mnist_classifier.yaml    # writes runs/fashion_mnist_classifier/classifier.safetensors
 """

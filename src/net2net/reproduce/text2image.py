@@ -1,6 +1,6 @@
 """Experiment ``text2image``: Sentence-BERT -> the Fashion-MNIST autoencoder (paper Sec. 4.1), evaluated.
 
-The same training as the main job (:func:`net2net.apps.text2image.run_text2image`, whose trained run it reuses),
+The same training as the main job (:func:`net2net.apps.main_job.run_text2image`, whose trained run it reuses),
 plus the domain FID of the generated images against real test images of the described classes.
 """
 
@@ -23,7 +23,7 @@ __all__ = ["run_text2image"]
 @torch.no_grad()
 def run_text2image(out_dir: str | Path = "docs/results", quick: bool = False) -> dict[str, Any]:
     """Train (or reuse) the main job's cINN, evaluate it and write ``<out_dir>/text2image.md`` and its figure."""
-    from ..apps.text2image import run_text2image as train_and_evaluate
+    from ..apps.main_job import run_text2image as train_and_evaluate
     from ..apps.translate import Net2Net
 
     out = Path(out_dir)
@@ -52,7 +52,7 @@ def run_text2image(out_dir: str | Path = "docs/results", quick: bool = False) ->
 
 def _page(summary: dict[str, Any], quick: bool) -> list[str]:
     """The lines of ``text2image.md`` from the evaluation's metrics (``quick``: the page says ``--quick``)."""
-    from ..apps.text2image import text2image_config
+    from ..apps.main_job import text2image_config
 
     metrics, fid = summary, summary["domain_fid_held_out"]
     by_t = metrics["by_temperature"]

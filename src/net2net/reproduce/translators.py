@@ -163,7 +163,7 @@ class _Task:
 
 
 def _text2image(settings: TranslatorsSettings, runs: Path, g: torch.Generator) -> _Task:
-    from ..apps.text2image import text2image_config
+    from ..apps.main_job import text2image_config
     from ..config import instantiate_from_config
 
     data = text2image_config()["data"]

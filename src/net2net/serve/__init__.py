@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .runs import RunInfo
+    from .discovery import RunInfo
 
 __all__ = ["serve"]
 
@@ -26,7 +26,7 @@ def serve(run_dirs: Sequence[str | os.PathLike[str]] = (), host: str = "127.0.0.
     """Load the runs and serve the page until interrupted.
 
     Arguments:
-        run_dirs: run folders to serve (empty: those :func:`~net2net.serve.runs.find_runs` finds).
+        run_dirs: run folders to serve (empty: those :func:`~net2net.serve.discovery.find_runs` finds).
         host, port: where to listen (a warning when ``host`` is not loopback).
         runs: the runs already found (instead of ``run_dirs``).
 
@@ -39,7 +39,7 @@ def serve(run_dirs: Sequence[str | os.PathLike[str]] = (), host: str = "127.0.0.
     except ImportError as e:
         raise ImportError(f'net2net serve needs Gradio: pip install "net2net[serve]" ({e})') from e
     from .backend import Backend
-    from .runs import find_runs
+    from .discovery import find_runs
 
     backend = Backend(find_runs(run_dirs) if runs is None else runs)
     backend.load_all()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .backend import MAX_SAMPLES, MAX_TEMPERATURE, MAX_UPLOAD_BYTES, Backend, InputError, Output
-from .runs import TABS
+from .discovery import TABS
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, no version check
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -109,7 +109,7 @@ def _image_tab(backend: Backend, tab: str, available: bool, intro: str, inputs: 
 def build_app(backend: Backend) -> gr.Blocks:
     """The page: tabs for text → image, exemplar-guided synthesis, layer diagnosis, unpaired transfer and
     super-resolution; a tab without a run says which command makes it."""
-    from ..apps.text2image import DEMO_PROMPTS
+    from ..apps.main_job import DEMO_PROMPTS
     from ..data import FASHION_MNIST_CLASSES
 
     with gr.Blocks(title="net2net", analytics_enabled=False, delete_cache=(3600, 3600)) as app:

@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from ..images import to_pil
-from .runs import TABS, RunInfo
+from .discovery import TABS, RunInfo
 
 __all__ = [
     "MAX_PROMPT_CHARS",
@@ -150,7 +150,7 @@ class Backend:
     """The models behind the page, each loaded once and shared by all requests.
 
     Arguments:
-        runs: the runs to serve (:func:`net2net.serve.runs.find_runs`); one per tab, one per layer for diagnosis.
+        runs: the runs to serve (:func:`net2net.serve.discovery.find_runs`); one per tab, one per layer for diagnosis.
 
     Example:
         >>> backend = Backend(find_runs())  # doctest: +SKIP

@@ -17,7 +17,7 @@ The pieces:
   released weights cannot be had offline, so loading them has been checked against the package's names and
   shapes, not against the files themselves.
 - :class:`DequantizationVAE`: Tab. S4, trained on the K class embeddings (the rows of ``W``) by
-  ``net2net train configs/biggan/dequantization_vae.yaml`` (:mod:`net2net.training.dequantization`), with
+  ``net2net train configs/biggan/dequantization_vae.yaml`` (:mod:`net2net.training.dequantization_module`), with
   :meth:`DequantizationVAE.class_accuracy` to check that ``ĥ`` keeps the class.
 - :class:`BigGANTarget`: the frozen target expert. ``decode(z_tgt)`` gives images in [-1, 1]; ``split`` /
   ``join`` convert between ``z_tgt`` and ``(z̃, ĥ)``; :meth:`BigGANTarget.synthetic_pairs` samples training
@@ -32,15 +32,15 @@ from the non-deep BigGAN 256 used by the original code, whose 140-d noise is spl
 that architecture is not implemented here.
 
 Modules: :mod:`.generator` (the BigGAN-deep architecture and its files), :mod:`.dequantization` (the VAE of
-Tab. S4; it is trained with ``net2net train`` through :mod:`net2net.training.dequantization`), :mod:`.expert` (the
-target expert), :mod:`.checks` (argument checks and state-dict reading shared by the three).
+Tab. S4; it is trained with ``net2net train`` through :mod:`net2net.training.dequantization_module`), :mod:`.expert` (the
+target expert), :mod:`.validation` (argument checks and state-dict reading shared by the three).
 
 Files are read without unpickling code: ``torch.load(weights_only=True)`` or safetensors.
 """
 
 from __future__ import annotations
 
-from .checks import WeightsNotFoundError
+from .validation import WeightsNotFoundError
 from .dequantization import VAE_FORMAT, VAE_NAME, DequantizationVAE
 from .expert import BigGANTarget, truncated_noise
 from .generator import (

@@ -1,5 +1,5 @@
 """The dequantisation VAE of Tab. S4 (supplementary G.2): a continuous, stochastic version of BigGAN's class
-embedding. It is trained by ``net2net train`` with :class:`net2net.training.dequantization.DequantizationVAEModule`.
+embedding. It is trained by ``net2net train`` with :class:`net2net.training.dequantization_module.DequantizationVAEModule`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ...autoencoder.encoder import DiagonalGaussian
 from ...io import atomic_save_safetensors, read_safetensors_metadata
-from .checks import PathLike, check_flat, check_state, read_state_dict
+from .validation import PathLike, check_flat, check_state, read_state_dict
 
 __all__ = ["VAE_FORMAT", "VAE_NAME", "DequantizationVAE"]
 

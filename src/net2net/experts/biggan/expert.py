@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .checks import PathLike, check_flat, check_truncation
+from .validation import PathLike, check_flat, check_truncation
 from .dequantization import VAE_NAME, DequantizationVAE
 from .generator import BigGAN, BigGANConfig
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...io import atomic_path, atomic_save_safetensors
-from .checks import PathLike, WeightsNotFoundError, check_flat, check_state, check_truncation, read_state_dict
+from .validation import PathLike, WeightsNotFoundError, check_flat, check_state, check_truncation, read_state_dict
 
 __all__ = [
     "CONFIG_NAME",

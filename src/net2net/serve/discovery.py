@@ -86,7 +86,7 @@ def main_job_run() -> Path:
     try:
         return resolve_run("text2image")
     except FileNotFoundError:
-        from ..apps.text2image import text2image_config
+        from ..apps.main_job import text2image_config
         from ..training.runs import run_key
 
         return runs_dir() / f"text2image-{run_key(text2image_config())}"
