@@ -5,7 +5,7 @@ in :mod:`.protocols`. Sources: :class:`SentenceEncoder` (text), :class:`LabelEnc
 :class:`ClassifierArgmax` (one-hot argmax of a classifier),
 :class:`LayerExpert` (any layer of any model; :func:`classifier_expert`, :func:`imagenet_expert`),
 :class:`EncoderSource` / :class:`DeformedEncoder` (an autoencoder's encoder, optionally after the deformation
-of Sec. C), :class:`BlackBoxExpert` (a NumPy callable). Targets: :class:`AutoencoderTarget`,
+of Sec. C), :class:`BlackBoxExpert` (a NumPy callable), :class:`ProgramExpert` (TorchScript files, source or target). Targets: :class:`AutoencoderTarget`,
 :class:`BigGANTarget` (with the dequantisation VAE of Tab. S4), and any generator with ``decode``.
 :mod:`.classifier` holds the small ResNet trained here on Fashion-MNIST (its training is
 :mod:`net2net.training.classifier_module`). The experts import torch and nothing heavier
@@ -20,6 +20,7 @@ from .classifier import BasicBlock, SmallResNet, load_classifier, read_classifie
 from .encoder_source import DeformedEncoder, EncoderSource
 from .label import ClassifierArgmax, LabelEncoder, classifier_argmax_expert
 from .layer import LayerExpert, classifier_expert, imagenet_expert
+from .program import ProgramExpert
 from .protocols import FrozenExpert, SourceExpert, TargetExpert, expert_fingerprint, freeze, is_stochastic
 from .target import AutoencoderTarget, load_autoencoder_target
 from .text import SentenceEncoder
@@ -38,6 +39,7 @@ __all__ = [
     "FrozenExpert",
     "LabelEncoder",
     "LayerExpert",
+    "ProgramExpert",
     "SentenceEncoder",
     "SmallResNet",
     "SourceExpert",
