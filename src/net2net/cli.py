@@ -510,8 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = sub.add_parser(
         "reproduce",
         help="run one of the paper's experiments (diagnosis, text2image) or all, and write docs/results/NAME.md",
-        description="Train what is missing (runs are kept under ~/.cache/net2net/runs/ and reused), evaluate, and "
-        "write the results page NAME.md with its table and PNG figures. diagnosis: early/middle/last layer of the "
+        description="Train what is missing (runs are kept under $NET2NET_CACHE/runs/reproduce, NET2NET_CACHE "
+        "defaulting to ~/.cache/net2net, keyed by config and weights, and reused), evaluate, and write the results page NAME.md with its table and PNG figures. diagnosis: early/middle/last layer of the "
         "Fashion-MNIST classifier -> autoencoder, cINN against the deterministic MLP translator (domain FID, "
         "diversity, class accuracy, information per layer); ~25 min with --quick on 2 cores, several hours "
         "without. text2image: the main job evaluated (accuracy on held-out phrasings, diversity, domain FID).",
@@ -569,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a local web page (Gradio; pip install 'net2net[serve]') with a tab per translation: "
         "text -> image (prompt, samples, temperature, seed), exemplar-guided synthesis, layer diagnosis, unpaired "
         "transfer and super-resolution. With no RUN_DIR it uses the main job's run (net2net demo) and the runs of "
-        "net2net reproduce under ~/.cache/net2net/runs; a tab without a run names the command that makes it. "
+        "net2net reproduce under $NET2NET_CACHE/runs (default ~/.cache/net2net/runs); a tab without a run names the command that makes it. "
         "Works offline (no fonts, scripts or telemetry fetched).",
     )
     serve.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders to serve (default: those found)")
