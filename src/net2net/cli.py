@@ -511,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce",
         help="run one of the paper's experiments (diagnosis, text2image) or all, and write docs/results/NAME.md",
         description="Train what is missing (runs are kept under $NET2NET_CACHE/runs/reproduce, NET2NET_CACHE "
-        "defaulting to ~/.cache/net2net, keyed by config and weights, and reused), evaluate, and write the results page NAME.md with its table and PNG figures. diagnosis: early/middle/last layer of the "
+        "defaulting to ~/.cache/net2net, keyed by config and weights, and reused), evaluate, and write the results "
+        "page NAME.md with its table and PNG figures. diagnosis: early/middle/last layer of the "
         "Fashion-MNIST classifier -> autoencoder, cINN against the deterministic MLP translator (domain FID, "
         "diversity, class accuracy, information per layer); ~25 min with --quick on 2 cores, several hours "
         "without. text2image: the main job evaluated (accuracy on held-out phrasings, diversity, domain FID).",
