@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow_speed import BUILDERS, COND, DIM  # noqa: E402  (same networks as the CPU benchmark)
+from flow_speed import BUILDERS, COND, DIM  # same networks as the CPU benchmark
 
 
 def _timed(fn, iters: int) -> float:
@@ -102,7 +102,7 @@ def speed_table(repeats: int, iters: int) -> None:
             rows.append((f"{task} b{batch}", f"{key[0]} {key[1]}", med * 1e3, min(ts) * 1e3, max(ts) * 1e3, base / med))
         del fns
         torch.cuda.empty_cache()
-    print(f"| task | implementation | median ms | min | max | speed-up vs FrEIA fp32 |")
+    print("| task | implementation | median ms | min | max | speed-up vs FrEIA fp32 |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.2f}x |")

@@ -15,8 +15,8 @@ from net2net.apps.translate import Net2Net
 from net2net.cli import main
 from net2net.data import CaptionedDataset, Digits
 from net2net.data.latent_cache import LatentDataset, encode_dataset
-from net2net.experts.protocols import FrozenExpert
 from net2net.experts.label import LabelEncoder
+from net2net.experts.protocols import FrozenExpert
 from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
 from net2net.flows import ConditionalINN, load_cinn
 from net2net.training.run import train_from_config

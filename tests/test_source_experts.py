@@ -10,6 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from net2net.experts.blackbox import BlackBoxExpert
+from net2net.experts.encoder_source import DeformedEncoder, EncoderSource, resize_images
+from net2net.experts.label import LabelEncoder
+from net2net.experts.layer import LayerExpert, classifier_expert, imagenet_expert
 from net2net.experts.protocols import (
     FrozenExpert,
     SourceExpert,
@@ -18,10 +22,6 @@ from net2net.experts.protocols import (
     freeze,
     is_stochastic,
 )
-from net2net.experts.blackbox import BlackBoxExpert
-from net2net.experts.encoder_source import DeformedEncoder, EncoderSource, resize_images
-from net2net.experts.label import LabelEncoder
-from net2net.experts.layer import LayerExpert, classifier_expert, imagenet_expert
 from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .invertible import InvertibleModule
 
-__all__ = ["ScaleShiftMLP", "ConditionalAffineCoupling", "SubnetConstructor"]
+__all__ = ["ConditionalAffineCoupling", "ScaleShiftMLP", "SubnetConstructor"]
 
 LRELU_SLOPE = 0.01
 

@@ -222,8 +222,8 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
         settings: explicit sizes (overrides ``quick``).
     """
     from ..data import Subset
-    from ..experts.protocols import expert_fingerprint
     from ..experts.label import LabelEncoder
+    from ..experts.protocols import expert_fingerprint
     from ..experts.target import load_autoencoder_target
     from ..flows import load_cinn
 
