@@ -43,7 +43,7 @@ def _timed(fn, iters: int) -> float:
 
 def _prepare(impl: str, mode: str, task: str, batch: int):
     torch.manual_seed(0)
-    model, opt, (forward, sample) = BUILDERS[impl]()
+    model, _, (forward, _) = BUILDERS[impl]()  # optimiser rebuilt below for the moved parameters; own sample_step
     model.cuda()
     if impl == "net2net":  # rebuild the optimiser on the moved parameters (fused CUDA Adam)
         from net2net.training.optim import FlowOptimConfig, make_optimizer

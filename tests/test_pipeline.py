@@ -88,7 +88,7 @@ def test_cache_caption_table_picks_the_examples_own_captions(tmp_path: Path) -> 
     assert ds.src_table is not None and ds.src_table.shape == (30, 5)  # 30 distinct captions, encoded once
     batch = ds[list(range(0, 300, 7))]
     labels = batch["label"]
-    for z, label in zip(batch["z_src"], labels.tolist()):
+    for z, label in zip(batch["z_src"], labels.tolist(), strict=True):
         own = text.encode(captions[label])
         assert torch.isclose(own, z[None]).all(1).any(), "a caption of another class was picked"
 

@@ -430,7 +430,7 @@ def test_deformation_identity_and_strength() -> None:
     weak, strong = change(tps_strength=0.02), change(tps_strength=0.3)
     assert 0 < weak < strong
     flipped = DeformedEncoder(ae, flip=True, tps_strength=0, crop_scale=(1, 1), seed=0).deform(x)
-    assert all(torch.equal(f, im) or torch.equal(f, im.flip(-1)) for f, im in zip(flipped, x))
+    assert all(torch.equal(f, im) or torch.equal(f, im.flip(-1)) for f, im in zip(flipped, x, strict=True))
     cropped = DeformedEncoder(ae, flip=False, tps_strength=0, crop_scale=(0.5, 0.5), seed=0).deform(x)
     assert cropped.shape == x.shape and not torch.equal(cropped, x)
 

@@ -34,7 +34,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -55,7 +55,7 @@ __all__ = [
     "trusted_modules",
 ]
 
-PathLike = Union[str, os.PathLike[str]]  # a file path
+PathLike = str | os.PathLike[str]  # a file path
 
 
 class ConfigError(ValueError):
