@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import Container, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
@@ -216,7 +216,7 @@ def load_config(
     if isinstance(overrides, str):  # a lone string would be iterated character by character
         overrides = [overrides]
 
-    cfg = OmegaConf.create()
+    cfg: Container = OmegaConf.create()  # merge() is typed as returning any container; a DictConfig here
     for p in paths:
         try:
             if isinstance(p, Mapping):
