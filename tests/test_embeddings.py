@@ -225,6 +225,7 @@ def test_fit_writes_a_complete_run_with_a_model_card(fitted) -> None:
     dm.setup()
     s = dm.standardization
     vs, vt = dm.held_out()
+    assert dm.rows == len(src) and len(vs) == len(vt) == dm.n_val_rows < dm.rows  # every held-out block, read once
     raw_src, raw_tgt = s.source_inverse(vs), s.target_inverse(vt)
     true = problem.conditional_nll((raw_tgt.double() + 4) / 0.2, (raw_src.double() - 1) / 3) + 3 * math.log(0.2)
     true_per_dim = true.mean().item() / 3
