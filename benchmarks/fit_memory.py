@@ -29,6 +29,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import numpy as np
@@ -61,8 +62,8 @@ def make_data(folder: Path, rows: int, chunk: int = 100_000) -> tuple[Path, Path
 class ValClock(L.Callback):
     """Seconds since training started at every held-out evaluation, and the step times (median -> rows/s)."""
 
-    records: list[tuple[float, int, float]] = []
-    step_times: list[float] = []
+    records: ClassVar[list[tuple[float, int, float]]] = []  # shared on purpose: read after trainer.fit
+    step_times: ClassVar[list[float]] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.t0 = self.last = time.perf_counter()
@@ -208,7 +209,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in results[-1].items() if k != "val_curve"}), file=sys.stderr)
     print(
         f"\nOMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load average at the end "
-        f"{open('/proc/loadavg').read().split()[:3]}, {args.steps} max steps of batch {args.batch}, cINN {FLOW}\n"
+        f"{Path('/proc/loadavg').read_text().split()[:3]}, {args.steps} max steps of batch {args.batch}, cINN {FLOW}\n"
     )
     print(
         "| rows | data path | peak RSS MB | rows/s (median step) | steps | wall s | held-out nats/dim | "

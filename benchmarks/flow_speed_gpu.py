@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow_speed import BUILDERS, COND, DIM  # noqa: E402  (same networks as the CPU benchmark)
+from flow_speed import BUILDERS, COND, DIM  # same networks as the CPU benchmark
 
 
 def _timed(fn, iters: int) -> float:
@@ -43,7 +43,7 @@ def _timed(fn, iters: int) -> float:
 
 def _prepare(impl: str, mode: str, task: str, batch: int):
     torch.manual_seed(0)
-    model, opt, (forward, sample) = BUILDERS[impl]()
+    model, _, (forward, _) = BUILDERS[impl]()  # optimiser rebuilt below for the moved parameters; own sample_step
     model.cuda()
     if impl == "net2net":  # rebuild the optimiser on the moved parameters (fused CUDA Adam)
         from net2net.training.optim import FlowOptimConfig, make_optimizer
@@ -102,7 +102,7 @@ def speed_table(repeats: int, iters: int) -> None:
             rows.append((f"{task} b{batch}", f"{key[0]} {key[1]}", med * 1e3, min(ts) * 1e3, max(ts) * 1e3, base / med))
         del fns
         torch.cuda.empty_cache()
-    print(f"| task | implementation | median ms | min | max | speed-up vs FrEIA fp32 |")
+    print("| task | implementation | median ms | min | max | speed-up vs FrEIA fp32 |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.2f}x |")

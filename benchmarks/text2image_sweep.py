@@ -16,8 +16,28 @@ import itertools
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from net2net.experts.target import AutoencoderTarget
+    from net2net.flows import ConditionalINN
+
+
+def _accuracy(
+    tau: ConditionalINN,
+    ae: AutoencoderTarget,
+    clf: torch.nn.Module,
+    src: torch.Tensor,
+    labels: torch.Tensor,
+    g: torch.Generator,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Per phrasing, the fraction of 100 images sampled from ``tau`` that ``clf`` assigns to its label."""
+    z = tau.sample(src, 100, temperature=temperature, generator=g)  # (P, 100, D)
+    pred = clf(ae.decode(z.flatten(0, 1))).argmax(1).view(len(src), 100)
+    return (pred == labels[:, None]).float().mean(1)  # (P,)
 
 
 def main() -> None:
@@ -87,15 +107,9 @@ def main() -> None:
             v, logdet = tau(vb["z_tgt"].to(dev), vb["z_src"].to(dev))
             val_nll = float(nll(v, logdet).nats_per_dim.mean())
             g = torch.Generator(device=dev).manual_seed(1)
-
-            def accuracy(src: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-                z = tau.sample(src, 100, temperature=temperature, generator=g)  # (P, 100, D)
-                pred = clf(ae.decode(z.flatten(0, 1))).argmax(1).view(len(src), 100)
-                return (pred == labels[:, None]).float().mean(1)  # (P,)
-
-            acc_per = accuracy(held_src, held_labels)
-            acc_t07 = accuracy(held_src, held_labels, 0.7).mean()
-            acc_train = accuracy(train_src, train_labels).mean()
+            acc_per = _accuracy(tau, ae, clf, held_src, held_labels, g)
+            acc_t07 = _accuracy(tau, ae, clf, held_src, held_labels, g, 0.7).mean()
+            acc_train = _accuracy(tau, ae, clf, train_src, train_labels, g).mean()
         r = {"noise": noise, "embedding": emb, "blocks": blocks, "hidden": hidden, "steps": args.steps,
              "val_nats_per_dim": round(val_nll, 4), "held_out_accuracy": round(float(acc_per.mean()), 4),
              "held_out_accuracy_T0.7": round(float(acc_t07), 4), "train_phrasing_accuracy": round(float(acc_train), 4),

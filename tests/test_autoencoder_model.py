@@ -267,7 +267,7 @@ def test_adaptive_weight_without_last_layer_or_gradients() -> None:
     x = _images(2, 1, 28)
     q = enc(x)
     x_hat = dec(q.mean)
-    loss, log = loss_fn(x, x_hat, q, 0, global_step=0)
+    _, log = loss_fn(x, x_hat, q, 0, global_step=0)
     assert log["train/d_weight"].item() == pytest.approx(0.3)
     g_loss = nn.functional.softplus(-disc(x_hat)).mean()  # non-saturating
     torch.testing.assert_close(log["train/g_loss"], g_loss.detach())
@@ -287,7 +287,7 @@ def test_gan_term_is_zero_before_disc_start() -> None:
     assert log["train/g_loss"].item() == 0.0 and log["train/disc_factor"].item() == 0.0
     loss.backward()
     assert all(p.grad is None for p in disc.parameters())  # the discriminator was not run
-    d_loss, d_log = loss_fn(x, x_hat, None, 1, global_step=99)
+    d_loss, _ = loss_fn(x, x_hat, None, 1, global_step=99)
     assert d_loss.item() == 0.0
     d_loss.backward()  # still a graph, so a training loop may call backward
     d_loss, _ = loss_fn(x, x_hat, None, 1, global_step=100)
@@ -312,11 +312,12 @@ def test_discriminator_losses_on_known_logits() -> None:
 def test_perceptual_is_frozen_and_optional() -> None:
     _, _, disc = _tiny()
     perceptual = TinyPerceptual(1)
-    loss_fn = AutoencoderLoss(perceptual, disc).train()
+    AutoencoderLoss(perceptual, disc).train()  # the loss in train mode keeps its perceptual net frozen
     assert not perceptual.training and not any(p.requires_grad for p in perceptual.parameters())
     x, y = _images(2, 1, 28, 0), _images(2, 1, 28, 1)
     rec, pixel, perc = AutoencoderLoss(None, disc).reconstruction(x, y)
     torch.testing.assert_close(rec, (x - y).abs().mean(dim=(1, 2, 3)))
+    torch.testing.assert_close(pixel, rec)  # no perceptual term: rec is the pixel L1
     assert torch.equal(perc, torch.zeros(2))
     default = AutoencoderLoss(disc_in_channels=1, disc_ndf=8, disc_n_layers=2)
     assert isinstance(default.discriminator, PatchDiscriminator) and default.discriminator.in_channels == 1
@@ -394,7 +395,7 @@ def test_paper_preset_one_training_step() -> None:
     opt_g.zero_grad()
     loss.backward()
     opt_g.step()
-    d_loss, d_log = loss_fn(x, x_hat, None, 1, global_step=0)
+    d_loss, _ = loss_fn(x, x_hat, None, 1, global_step=0)
     opt_d.zero_grad()
     d_loss.backward()
     opt_d.step()

@@ -72,7 +72,7 @@ def _ckpt_step(path: Path) -> int:
 
 def _safetensors_state(path: Path) -> dict[str, torch.Tensor]:
     with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}
+        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open is not iterable)
 
 
 @pytest.fixture(scope="module")

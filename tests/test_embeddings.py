@@ -53,7 +53,7 @@ def test_log_prob_and_from_residual_are_exact_in_float64() -> None:
     lp = tau.log_prob(z, c)
     assert torch.allclose(lp, -nll(*tau(z, c)).per_sample, atol=1e-12)
     for i in range(2):  # change of variables: log N(v; 0, I) + log |det dv/dz| from the autograd Jacobian
-        jac = torch.autograd.functional.jacobian(lambda x: tau.residual(x[None], c[i : i + 1])[0], z[i])
+        jac = torch.autograd.functional.jacobian(lambda x, ci=c[i : i + 1]: tau.residual(x[None], ci)[0], z[i])
         expected = -0.5 * v[i].square().sum() - 1.5 * math.log(2 * math.pi) + torch.linalg.slogdet(jac)[1]
         assert lp[i].item() == pytest.approx(expected.item(), abs=1e-9)
 
@@ -202,7 +202,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, 
 
 
 def test_fit_writes_a_complete_run_with_a_model_card(fitted) -> None:
-    run, src, tgt = fitted
+    run, src, _ = fitted
     for name in (
         "config.yaml",
         "cinn.safetensors",
@@ -225,6 +225,7 @@ def test_fit_writes_a_complete_run_with_a_model_card(fitted) -> None:
     dm.setup()
     s = dm.standardization
     vs, vt = dm.held_out()
+    assert dm.rows == len(src) and len(vs) == len(vt) == dm.n_val_rows < dm.rows  # every held-out block, read once
     raw_src, raw_tgt = s.source_inverse(vs), s.target_inverse(vt)
     true = problem.conditional_nll((raw_tgt.double() + 4) / 0.2, (raw_src.double() - 1) / 3) + 3 * math.log(0.2)
     true_per_dim = true.mean().item() / 3

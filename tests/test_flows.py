@@ -59,13 +59,13 @@ def test_cinn_logdet_matches_autograd_jacobian(dim: int, alpha: float) -> None:
     c = torch.randn(4, 3, dtype=torch.float64)
     _, logdet = tau(z, c)
     for i in range(4):
-        jac = torch.autograd.functional.jacobian(lambda x: tau(x[None], c[i : i + 1])[0][0], z[i])
+        jac = torch.autograd.functional.jacobian(lambda x, ci=c[i : i + 1]: tau(x[None], ci)[0][0], z[i])
         sign, logabs = torch.linalg.slogdet(jac)
         assert sign != 0
         assert logabs.item() == pytest.approx(logdet[i].item(), abs=1e-9)
         # and the inverse's log-det is that of the inverse's Jacobian
         v = tau(z[i : i + 1], c[i : i + 1])[0][0]
-        jac_inv = torch.autograd.functional.jacobian(lambda y: tau.inverse(y[None], c[i : i + 1])[0][0], v)
+        jac_inv = torch.autograd.functional.jacobian(lambda y, ci=c[i : i + 1]: tau.inverse(y[None], ci)[0][0], v)
         assert torch.linalg.slogdet(jac_inv)[1].item() == pytest.approx(-logdet[i].item(), abs=1e-9)
 
 

@@ -125,10 +125,10 @@ def test_fit_unconditional_flow_is_seeded_and_leaves_global_rng_alone() -> None:
     b = fit_unconditional_flow(z, n_blocks=1, hidden_dim=8, steps=3, batch_size=16, seed=5)
     assert torch.equal(torch.get_rng_state(), state)
     assert isinstance(a, UnconditionalFlow) and not a.training
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
     c = fit_unconditional_flow(z, n_blocks=1, hidden_dim=8, steps=3, batch_size=16, seed=6)
-    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True))
 
 
 def test_heldout_nll_rejects_bad_input(trained: dict) -> None:

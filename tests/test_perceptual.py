@@ -91,7 +91,7 @@ def test_loads_with_five_taps(model: PerceptualDistance) -> None:
     feats = model.features(x)
     assert len(feats) == 5 == len(model.tap_channels)
     # 28 px is upsampled to 96 px: taps at 1/2, 1/4, 1/8, 1/16, 1/32
-    expected = [(c, 96 // s, 96 // s) for c, s in zip(model.tap_channels, (2, 4, 8, 16, 32))]
+    expected = [(c, 96 // s, 96 // s) for c, s in zip(model.tap_channels, (2, 4, 8, 16, 32), strict=True)]
     assert [tuple(f.shape[1:]) for f in feats] == expected
     norms = torch.linalg.vector_norm(feats[2], dim=1)
     torch.testing.assert_close(norms, torch.ones_like(norms), atol=1e-4, rtol=0)

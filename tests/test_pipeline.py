@@ -15,8 +15,8 @@ from net2net.apps.translate import Net2Net
 from net2net.cli import main
 from net2net.data import CaptionedDataset, Digits
 from net2net.data.latent_cache import LatentDataset, encode_dataset
-from net2net.experts.protocols import FrozenExpert
 from net2net.experts.label import LabelEncoder
+from net2net.experts.protocols import FrozenExpert
 from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
 from net2net.flows import ConditionalINN, load_cinn
 from net2net.training.run import train_from_config
@@ -88,7 +88,7 @@ def test_cache_caption_table_picks_the_examples_own_captions(tmp_path: Path) -> 
     assert ds.src_table is not None and ds.src_table.shape == (30, 5)  # 30 distinct captions, encoded once
     batch = ds[list(range(0, 300, 7))]
     labels = batch["label"]
-    for z, label in zip(batch["z_src"], labels.tolist()):
+    for z, label in zip(batch["z_src"], labels.tolist(), strict=True):
         own = text.encode(captions[label])
         assert torch.isclose(own, z[None]).all(1).any(), "a caption of another class was picked"
 

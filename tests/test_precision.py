@@ -133,7 +133,7 @@ def test_lightning_bf16_mixed_trains_the_cinn_in_float32_weights(tmp_path) -> No
     g = torch.Generator().manual_seed(0)
     z_src = torch.randn(256, 3, generator=g)
     z_tgt = torch.cat([z_src, z_src[:, :1]], 1) + 0.3 * torch.randn(256, 4, generator=g)
-    data = [{"z_src": a, "z_tgt": b} for a, b in zip(z_src, z_tgt)]
+    data = [{"z_src": a, "z_tgt": b} for a, b in zip(z_src, z_tgt, strict=True)]
     trainer = L.Trainer(max_steps=80, accelerator="cpu", precision="bf16-mixed", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path)  # fmt: skip

@@ -16,6 +16,11 @@ def test_every_public_name_resolves(name: str) -> None:
     assert getattr(obj, "__name__", name) == name
 
 
+def test_all_lists_exactly_the_lazy_exports() -> None:
+    assert sorted(net2net.__all__) == sorted(["__version__", *net2net._EXPORTS])
+    assert len(net2net.__all__) == len(set(net2net.__all__))
+
+
 def test_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Nett2Net'"):
         net2net.Nett2Net  # noqa: B018

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from net2net.experts.protocols import expert_fingerprint
 from net2net.experts.classifier import SmallResNet, load_classifier
 from net2net.experts.label import ClassifierArgmax, classifier_argmax_expert
+from net2net.experts.protocols import expert_fingerprint
 from net2net.reproduce import diagnosis
-from net2net.reproduce.experiment import CLASSIFIER, config_key
 from net2net.reproduce.exemplar import FULL, QUICK, ExemplarSettings, argmax_config, logits_config, run_exemplar
+from net2net.reproduce.experiment import CLASSIFIER, config_key
 
 
 def test_argmax_expert_is_the_one_hot_prediction_and_keys_the_cache() -> None:

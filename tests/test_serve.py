@@ -40,7 +40,7 @@ from net2net.serve.browser import CHROMIUM, gallery_sources, offline_page
 from net2net.serve.discovery import RunInfo, classify_run, find_runs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_helpers import (  # noqa: E402
+from serve_helpers import (
     tiny_diagnosis_run,
     tiny_exemplar_run,
     tiny_superres_run,

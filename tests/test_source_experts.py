@@ -10,6 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from net2net.experts.blackbox import BlackBoxExpert
+from net2net.experts.encoder_source import DeformedEncoder, EncoderSource, resize_images
+from net2net.experts.label import LabelEncoder
+from net2net.experts.layer import LayerExpert, classifier_expert, imagenet_expert
 from net2net.experts.protocols import (
     FrozenExpert,
     SourceExpert,
@@ -18,10 +22,6 @@ from net2net.experts.protocols import (
     freeze,
     is_stochastic,
 )
-from net2net.experts.blackbox import BlackBoxExpert
-from net2net.experts.encoder_source import DeformedEncoder, EncoderSource, resize_images
-from net2net.experts.label import LabelEncoder
-from net2net.experts.layer import LayerExpert, classifier_expert, imagenet_expert
 from net2net.experts.target import AutoencoderTarget, build_encoder_decoder
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -430,7 +430,7 @@ def test_deformation_identity_and_strength() -> None:
     weak, strong = change(tps_strength=0.02), change(tps_strength=0.3)
     assert 0 < weak < strong
     flipped = DeformedEncoder(ae, flip=True, tps_strength=0, crop_scale=(1, 1), seed=0).deform(x)
-    assert all(torch.equal(f, im) or torch.equal(f, im.flip(-1)) for f, im in zip(flipped, x))
+    assert all(torch.equal(f, im) or torch.equal(f, im.flip(-1)) for f, im in zip(flipped, x, strict=True))
     cropped = DeformedEncoder(ae, flip=False, tps_strength=0, crop_scale=(0.5, 0.5), seed=0).deform(x)
     assert cropped.shape == x.shape and not torch.equal(cropped, x)
 

@@ -78,7 +78,7 @@ def test_log_prob_matches_change_of_variables_with_autograd_jacobian(kind):
     logp = t.log_prob(z, c).detach()
     for i in range(len(z)):
         ci = c[i : i + 1]
-        jac = torch.autograd.functional.jacobian(lambda x: t.residual(x[None], ci)[0], z[i])  # (D, D)
+        jac = torch.autograd.functional.jacobian(lambda x, ci=ci: t.residual(x[None], ci)[0], z[i])  # (D, D)
         ref = gaussian_log_prob(t.residual(z[i : i + 1], ci)).item() + torch.linalg.slogdet(jac)[1].item()
         # flow matching integrates the trace along the exact ODE; the residual is its RK4 discretisation
         tol = 1e-5 if kind == "flow_matching" else 1e-9
@@ -212,7 +212,8 @@ def test_load_rejects_files_naming_other_kinds_or_fields(tmp_path):
     t = make("linear", dtype=torch.float32)
     path = save_translator(t, tmp_path / "t.safetensors")
     with safe_open(str(path), framework="pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open is not iterable)
     for key, value, message in [
         ("kind", "os.system", "not one of"),
         ("params", json.dumps({"dim": DIM, "cond_dim": COND, "target": "os.system"}), "unknown parameters"),

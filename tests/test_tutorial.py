@@ -45,7 +45,7 @@ def test_tutorial_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             elif lang == "python":
                 with warnings.catch_warnings(), contextlib.redirect_stdout(out):
                     warnings.simplefilter("ignore")
-                    exec(compile(code, f"{DOC.name} block {ran}", "exec"), namespace)  # noqa: S102
+                    exec(compile(code, f"{DOC.name} block {ran}", "exec"), namespace)
                 ran += 1
     finally:
         sys.modules.pop("my_models", None)

@@ -30,7 +30,21 @@ _EXPORTS: dict[str, str] = {
     "save_translator": ".translators",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+# written out (not computed from _EXPORTS) so that linters and IDEs see it; tests/test_public_api.py keeps them equal
+__all__ = [
+    "ConditionalINN",
+    "Net2Net",
+    "UnconditionalFlow",
+    "__version__",
+    "instantiate_from_config",
+    "load_cinn",
+    "load_config",
+    "load_translator",
+    "nll",
+    "save_cinn",
+    "save_translator",
+    "train_from_config",
+]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names are resolved by __getattr__
     from .apps.translate import Net2Net

@@ -34,20 +34,20 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import Container, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
     "MOVED_TARGETS",
     "ConfigError",
     "UntrustedTargetError",
-    "load_config",
     "get_obj_from_str",
     "instantiate",
     "instantiate_from_config",
+    "load_config",
     "moved_target",
     "nearest",
     "resolve_run_paths",
@@ -55,7 +55,7 @@ __all__ = [
     "trusted_modules",
 ]
 
-PathLike = Union[str, os.PathLike[str]]  # a file path
+PathLike = str | os.PathLike[str]  # a file path
 
 
 class ConfigError(ValueError):
@@ -216,7 +216,7 @@ def load_config(
     if isinstance(overrides, str):  # a lone string would be iterated character by character
         overrides = [overrides]
 
-    cfg = OmegaConf.create()
+    cfg: Container = OmegaConf.create()  # merge() is typed as returning any container; a DictConfig here
     for p in paths:
         try:
             if isinstance(p, Mapping):

@@ -145,7 +145,7 @@ def read_safetensors_shapes(path: PathLike, what: str = "the file", fix: str = "
         raise FileNotFoundError(f"{p}: no such file ({what})")
     try:
         with safe_open(str(p), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118  (safe_open is not iterable)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise _unreadable(p, e, what, fix) from e
 
@@ -157,7 +157,7 @@ def load_safetensors(path: PathLike, what: str = "the file", fix: str = "", devi
         raise FileNotFoundError(f"{p}: no such file ({what})")
     try:
         with safe_open(str(p), framework="pt", device=device) as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open is not iterable)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise _unreadable(p, e, what, fix) from e
 

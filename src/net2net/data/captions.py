@@ -268,7 +268,7 @@ def generated_captions(label: int, n: int, seed: int = 0, exclude: Sequence[str]
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
     vocab, rng = CAPTION_VOCABULARY[label], random.Random(f"{seed}-{label}")
-    skip, out, misses = set(exclude), set(), 0
+    skip, out, misses = set(exclude), set[str](), 0
     while len(out) < n and misses < 20_000:  # 20k draws in a row without a new phrasing: the vocabulary is used up
         words = {k: rng.choice(vocab[k]) for k in ("noun", "adj", "ctx")}
         plural = words["noun"].endswith("s") and not words["noun"].endswith("ss")  # "jeans", not "dress"
@@ -326,7 +326,8 @@ class CaptionedDataset(Dataset):
         if isinstance(dataset, Mapping):
             from ..config import instantiate_from_config
 
-            dataset = instantiate_from_config(dataset, key="dataset")
+            built: Dataset = instantiate_from_config(dataset, key="dataset")  # Any -> the type it must have
+            dataset = built
         self.dataset = dataset
         table = caption_table(FASHION_MNIST_CAPTIONS, part) if captions is None else captions
         if generated_per_class:

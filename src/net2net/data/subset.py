@@ -30,7 +30,8 @@ class Subset(Dataset):
         if isinstance(dataset, Mapping):
             from ..config import instantiate_from_config
 
-            dataset = instantiate_from_config(dataset, key="dataset")
+            built: Dataset = instantiate_from_config(dataset, key="dataset")  # Any -> the type it must have
+            dataset = built
         total = len(dataset)  # type: ignore[arg-type]
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total:
             raise ValueError(f"Subset: n must be an int in [1, {total}] (the dataset's length), got {n!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 
 from .invertible import InvertibleModule
 
-__all__ = ["ScaleShiftMLP", "ConditionalAffineCoupling", "SubnetConstructor"]
+__all__ = ["ConditionalAffineCoupling", "ScaleShiftMLP", "SubnetConstructor"]
 
 LRELU_SLOPE = 0.01
 
@@ -42,14 +43,14 @@ class ScaleShiftMLP(nn.Module):
         self.in_dim, self.cond_dim, self.out_dim = in_dim, cond_dim, out_dim
         widths = [in_dim + cond_dim] + [hidden_dim] * (hidden_depth + 1) + [out_dim]
         # weight[k] has shape (2, fan_in, fan_out): index 0 is s, index 1 is t
-        self.weights = nn.ParameterList(nn.Parameter(torch.empty(2, a, b)) for a, b in zip(widths[:-1], widths[1:]))
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(2, a, b)) for a, b in itertools.pairwise(widths))
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(2, 1, b)) for b in widths[1:])
         self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """PyTorch's ``nn.Linear`` initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for every layer."""
-        for w, b in zip(self.weights, self.biases):
+        for w, b in zip(self.weights, self.biases, strict=True):
             bound = 1.0 / math.sqrt(w.shape[1])
             w.uniform_(-bound, bound)
             b.uniform_(-bound, bound)
@@ -68,7 +69,7 @@ class ScaleShiftMLP(nn.Module):
             hb = torch.baddbmm(b0, h.unsqueeze(0).expand(2, *h.shape), w0[:, self.in_dim :])  # (2, B / r, hidden)
             hb = hb.repeat_interleave(x.shape[0] // h.shape[0], dim=1)  # (2, B, hidden)
             a = torch.baddbmm(hb, x.unsqueeze(0).expand(2, *x.shape), w0[:, : self.in_dim])  # (2, B, hidden)
-        for w, b in zip(self.weights[1:], self.biases[1:]):  # LReLU after every layer but the last
+        for w, b in zip(self.weights[1:], self.biases[1:], strict=True):  # LReLU after every layer but the last
             a = torch.baddbmm(b, F.leaky_relu_(a, LRELU_SLOPE), w)  # (2, B, fan_out)
         # under bf16/fp16 autocast the products run in low precision; the coupling's affine map and its
         # log-determinant stay in the input's precision (a no-op without autocast)

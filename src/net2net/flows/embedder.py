@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .layers import ActNorm
 
-__all__ = ["DenseEmbedder", "ConvEmbedder", "build_embedder"]
+__all__ = ["ConvEmbedder", "DenseEmbedder", "build_embedder"]
 
 
 class DenseEmbedder(nn.Module):

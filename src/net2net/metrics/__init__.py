@@ -26,9 +26,9 @@ __all__ = [
     "feature_statistics",
     "fid_from_features",
     "find_fid_inception",
+    "frechet_distance",
     "heldout_nll",
     "information_estimate",
-    "frechet_distance",
     "mean_pairwise_distance",
     "psnr",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["PRETRAINED", "PREFIX", "pretrained_path", "resolve_weights"]
+__all__ = ["PREFIX", "PRETRAINED", "pretrained_path", "resolve_weights"]
 
 PREFIX = "pretrained:"
 _HERE = Path(__file__).resolve().parent

@@ -222,8 +222,8 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
         settings: explicit sizes (overrides ``quick``).
     """
     from ..data import Subset
-    from ..experts.protocols import expert_fingerprint
     from ..experts.label import LabelEncoder
+    from ..experts.protocols import expert_fingerprint
     from ..experts.target import load_autoencoder_target
     from ..flows import load_cinn
 
@@ -247,7 +247,7 @@ def run_unpaired(out_dir: str | Path = "docs/results", quick: bool = False, runs
     # -- classifiers judging domain and digit, trained on real training images and their reconstructions ---------
     union = instantiate_from_config(cfg["data"]["params"]["train"])  # ConcatDomains
     picks = []
-    for a, (start, end) in enumerate(zip([0, *union.cumulative_sizes[:-1]], union.cumulative_sizes)):
+    for a, (start, end) in enumerate(zip([0, *union.cumulative_sizes[:-1]], union.cumulative_sizes, strict=True)):
         perm = torch.randperm(end - start, generator=torch.Generator().manual_seed(settings.seed + 3 + a))
         picks += (start + perm[: settings.classifier_images]).tolist()
     train_images, train_domains, train_labels = _stack(union, picks)

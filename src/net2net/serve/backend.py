@@ -226,7 +226,7 @@ class Backend:
 
         probs = self.classifier()(images).softmax(1)
         p, c = probs.max(1)
-        return [f"{FASHION_MNIST_CLASSES[int(k)]} {100 * float(q):.0f}%" for k, q in zip(c, p)]
+        return [f"{FASHION_MNIST_CLASSES[int(k)]} {100 * float(q):.0f}%" for k, q in zip(c, p, strict=True)]
 
     def _reads_fashion(self, tab: str, layer: str = "") -> bool:
         """Whether the run's target is the Fashion-MNIST autoencoder (so the classifier can read its images)."""
@@ -292,7 +292,8 @@ class Backend:
         readings = self.readings(images)
         own = readings[0]
         captions = [f"exemplar (classifier: {own})"] + [
-            f"→ {FASHION_MNIST_CLASSES[c]} (classifier: {r})" for c, r in zip(classes, readings[1:])]  # fmt: skip
+            f"→ {FASHION_MNIST_CLASSES[c]} (classifier: {r})"
+            for c, r in zip(classes, readings[1:], strict=True)]  # fmt: skip
         note = ("The exemplar's residual `v = τ⁻¹(Θ(y) | argmax Φ(y))` under each new class: the class comes "
                 "from the condition, the rest (shape, brightness, pose) from the exemplar.")  # fmt: skip
         return Output(display(images), captions, note)

@@ -22,7 +22,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from ..autoencoder import DiagonalGaussian
+from ..autoencoder import AutoencoderLoss, DiagonalGaussian
 from ..config import get_obj_from_str, instantiate_from_config
 from ..experts.target import build_encoder_decoder
 
@@ -45,8 +45,8 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
 
 def build_loss(
     loss_config: Mapping[str, Any] | None, in_channels: int, image_size: int | None, key: str = "model.params.loss_config"
-) -> nn.Module:
-    """The autoencoder loss from its ``target``/``params`` block.
+) -> AutoencoderLoss:
+    """The autoencoder loss (an ``AutoencoderLoss``, or a module with its interface) from its ``target``/``params``.
 
     Nested ``perceptual_config`` and ``discriminator_config`` blocks inside ``params`` are instantiated and
     passed as ``perceptual=`` and ``discriminator=``. Where the target accepts them and they are not given,
@@ -66,7 +66,8 @@ def build_loss(
     if discriminator_cfg is not None:
         params["discriminator"] = instantiate_from_config(discriminator_cfg, key=f"{key}.params.discriminator_config")
     try:
-        accepted = inspect.signature(get_obj_from_str(str(cfg.get("target")))).parameters
+        target_cls = get_obj_from_str(str(cfg.get("target")))
+        accepted: Mapping[str, inspect.Parameter] = inspect.signature(target_cls).parameters
     except (ValueError, TypeError):
         accepted = {}  # instantiate_from_config below reports the bad target with the key
     if "discriminator" not in params:
@@ -183,7 +184,7 @@ class AutoencoderModule(L.LightningModule):
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         x = self.get_input(batch)
-        opt_ae, opt_disc = self.optimizers()  # type: ignore[misc]
+        opt_ae, opt_disc = self.optimizers()  # type: ignore[attr-defined]  # a list of two; typed as one or a list
         step = self.global_step
 
         # autoencoder (Θ, Λ, γ): Eq. 14 + λ Eq. 15, λ adaptive (Eq. 17)

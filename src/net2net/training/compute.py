@@ -310,7 +310,7 @@ def _merge(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str
         merged[key] = previous.get(key, 0) + current[key]
     for key in _JOINED:
         values = [v for v in str(previous.get(key) or "").split("; ") if v]
-        merged[key] = "; ".join(values + [current[key]] if current[key] not in values else values)
+        merged[key] = "; ".join([*values, current[key]] if current[key] not in values else values)
     return merged
 
 
@@ -363,7 +363,7 @@ def compute_table(run_dirs: Sequence[PathLike]) -> str:
         f"| experiment | hardware | hours | energy (kWh) | CO₂ (kg) | {cost_header} | measurement |",
         "|---|---|--:|--:|--:|--:|---|",
     ]
-    for name, r in zip(names, records):
+    for name, r in zip(names, records, strict=True):
         cost = _num(r["cost"]) if currency else f"{_num(r['cost'])} {r.get('currency', '')}"
         cells = [name, r.get("hardware", ""), _num(r["hours"]), _num(r["energy_kwh"]), _num(r["co2_kg"]), cost,
                  r.get("measurement", "")]  # fmt: skip

@@ -71,8 +71,8 @@ def concat_domains(
             raise ValueError(f"concat_domains: max_per_domain must be positive, got {max_per_domain}")
         g = torch.Generator().manual_seed(seed)
         built = [
-            Subset(d, torch.randperm(len(d), generator=g)[:max_per_domain].sort().values.tolist())  # type: ignore[arg-type]
-            if len(d) > max_per_domain  # type: ignore[arg-type]
+            Subset(d, torch.randperm(len(d), generator=g)[:max_per_domain].sort().values.tolist())
+            if len(d) > max_per_domain
             else d
             for d in built
         ]
@@ -157,10 +157,10 @@ class DataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, self.shuffle_train, self.drop_last_train)
 
-    def val_dataloader(self) -> DataLoader:  # type: ignore[override]
+    def val_dataloader(self) -> DataLoader:
         return self._loader("validation", self.val_batch_size, False, False)
 
-    def test_dataloader(self) -> DataLoader:  # type: ignore[override]
+    def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.val_batch_size, False, False)
 
 
@@ -168,7 +168,7 @@ class _HeldOut(IterableDataset):
     """The held-out rows (read once, at most ``max_val_rows``), standardised, in batches; under DDP each process
     takes every ``world_size``-th batch."""
 
-    def __init__(self, src: np.ndarray, tgt: np.ndarray, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, src: Tensor, tgt: Tensor, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
         self.src, self.tgt, self.batch_size, self.rank, self.world_size = src, tgt, batch_size, rank, world_size
 
@@ -253,19 +253,30 @@ class EmbeddingDataModule(L.LightningDataModule):
             self.source.rows, self.block_rows, self.val_fraction, self.max_val_rows, self.seed
         )
 
+    def _opened(self) -> tuple[EmbeddingArray, EmbeddingArray, Standardization]:
+        """The source and target files and the standardisation, opened by :meth:`setup` on first use."""
+        self.setup()
+        assert self.source is not None and self.target is not None and self.standardization is not None  # by setup
+        return self.source, self.target, self.standardization
+
+    @property
+    def rows(self) -> int:
+        """Rows of each embedding file (training and held-out)."""
+        return self._opened()[0].rows
+
     @property
     def n_val_rows(self) -> int:
         """Rows in the held-out blocks."""
-        return int(sum(min((b + 1) * self.block_rows, self.source.rows) - b * self.block_rows for b in self.val_blocks))
+        rows = self.rows
+        return int(sum(min((b + 1) * self.block_rows, rows) - b * self.block_rows for b in self.val_blocks))
 
     def held_out(self) -> tuple[Tensor, Tensor]:
         """The held-out pairs, standardised: ``(z_src (N_val, D_src), z_tgt (N_val, D_tgt))``."""
         if self._val is None:
-            self.setup()
-            spans = [(b * self.block_rows, min((b + 1) * self.block_rows, self.source.rows)) for b in self.val_blocks]
-            src = torch.from_numpy(np.concatenate([self.source.read(a, b) for a, b in spans]))
-            tgt = torch.from_numpy(np.concatenate([self.target.read(a, b) for a, b in spans]))
-            s = self.standardization
+            source, target, s = self._opened()
+            spans = [(b * self.block_rows, min((b + 1) * self.block_rows, source.rows)) for b in self.val_blocks]
+            src = torch.from_numpy(np.concatenate([source.read(a, b) for a, b in spans]))
+            tgt = torch.from_numpy(np.concatenate([target.read(a, b) for a, b in spans]))
             self._val = (s.source(src), s.target(tgt))
         return self._val
 
@@ -274,15 +285,15 @@ class EmbeddingDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        self.setup()
+        source, target, standardization = self._opened()
         rank, world = self._rank()
         stream = PairedEmbeddingStream(
-            self.source,
-            self.target,
+            source,
+            target,
             self.train_blocks,
             self.block_rows,
             self.batch_size,
-            self.standardization,
+            standardization,
             seed=self.seed,
             rank=rank,
             world_size=world,

@@ -348,7 +348,7 @@ def evaluate_run(run_dir: PathLike, information_steps: int = 600, max_train_rows
         out.update(space="standardised", raw_nll_nats=raw, raw_nats_per_dim=raw / dim)
     if information_steps > 0:
         if isinstance(dm, EmbeddingDataModule):  # the stream is endless: take each training row at most once
-            max_train_rows = min(max_train_rows, dm.source.rows - dm.n_val_rows)
+            max_train_rows = min(max_train_rows, dm.rows - dm.n_val_rows)
         _, train_tgt = _pairs(dm.train_dataloader(), max_train_rows)
         uncond = fit_unconditional_flow(train_tgt.float(), steps=information_steps, seed=0)
         est = information_estimate(heldout_nll(uncond, val_tgt), nll_c, dim=dim)

@@ -150,7 +150,7 @@ def _plain(cfg: Any) -> Any:
 def _check_keys(cfg: DictConfig) -> None:
     """Unknown top-level and ``lightning`` keys are errors naming the nearest valid key (typos such as ``modle:``
     or ``lightnin.trainer.max_steps=5`` would otherwise be ignored)."""
-    for k in cfg:
+    for k in map(str, cfg):  # keys as written in YAML (OmegaConf also allows int/enum/bytes keys)
         if k not in TOP_LEVEL_KEYS:
             raise ConfigError(f"{k}: unknown top-level key{nearest(k, TOP_LEVEL_KEYS)}; a training config holds "
                               f"{', '.join(TOP_LEVEL_KEYS)}")  # fmt: skip
@@ -159,7 +159,7 @@ def _check_keys(cfg: DictConfig) -> None:
         return
     if not isinstance(lightning_cfg, DictConfig):
         raise ConfigError(f"lightning: expected a mapping with {' and '.join(LIGHTNING_KEYS)}, got {lightning_cfg!r}")
-    for k in lightning_cfg:
+    for k in map(str, lightning_cfg):
         if k not in LIGHTNING_KEYS:
             raise ConfigError(f"lightning.{k}: unknown key{nearest(k, LIGHTNING_KEYS)}; the lightning block holds "
                               f"{', '.join(LIGHTNING_KEYS)}")  # fmt: skip
@@ -227,7 +227,8 @@ def _callbacks(cfg: DictConfig, log_dir: Path) -> list[L.Callback]:
     except OmegaConfBaseException as e:
         raise ConfigError(f"lightning.callbacks: cannot merge with the default callbacks: {e}") from e
     callbacks: list[L.Callback] = []
-    for name, block in merged.items():
+    for raw_name, block in merged.items():
+        name = str(raw_name)
         key = f"lightning.callbacks.{name}"
         if block is None:
             if name == "checkpoint":
@@ -236,6 +237,7 @@ def _callbacks(cfg: DictConfig, log_dir: Path) -> list[L.Callback]:
         block = _plain(block)
         if not isinstance(block, Mapping):
             raise ConfigError(f"{key}: expected a target/params block or null, got {block!r}")
+        block = dict(block)  # a plain dict already (to_container); typed as one so params can be set
         if name == "checkpoint":  # the folder and last.ckpt are what resuming relies on
             params = dict(block.get("params") or {})
             for fixed in ("dirpath", "save_last", "enable_version_counter"):

@@ -57,6 +57,7 @@ class FlowMatchingTranslator(Translator):
 
     kind = "flow_matching"
     loss_is_nll = False
+    freqs: Tensor  # buffer (F,): frequencies of the time embedding
 
     def __init__(
         self,

@@ -40,7 +40,6 @@ Files are read without unpickling code: ``torch.load(weights_only=True)`` or saf
 
 from __future__ import annotations
 
-from .validation import WeightsNotFoundError
 from .dequantization import VAE_FORMAT, VAE_NAME, DequantizationVAE
 from .expert import BigGANTarget, truncated_noise
 from .generator import (
@@ -55,6 +54,7 @@ from .generator import (
     SNConv2d,
     SNLinear,
 )
+from .validation import WeightsNotFoundError
 
 __all__ = [
     "CONFIG_NAME",

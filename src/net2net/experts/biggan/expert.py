@@ -9,9 +9,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .validation import PathLike, check_flat, check_truncation
 from .dequantization import VAE_NAME, DequantizationVAE
 from .generator import BigGAN, BigGANConfig
+from .validation import PathLike, check_flat, check_truncation
 
 __all__ = ["BigGANTarget", "truncated_noise"]
 
