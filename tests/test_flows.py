@@ -311,7 +311,7 @@ class TestBadInput:
     def test_bad_construction(self) -> None:
         with pytest.raises(ValueError, match="exactly one of cond_dim"):
             ConditionalINN(4)
-        with pytest.raises(ValueError, match="dim must be an integer >= 2"):
+        with pytest.raises(ValueError, match="dim must be an int >= 2"):
             ConditionalINN(1, 3)
         with pytest.raises(ValueError, match="n_samples"):
             self.tau.sample(torch.randn(1, 3), n_samples=0)

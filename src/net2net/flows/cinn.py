@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checks import check_condition, check_dtype, check_flat, check_pair
+from .checks import check_condition, check_dtype, check_flat, check_int, check_pair
 from .coupling import ConditionalAffineCoupling
 from .embedder import build_embedder
 from .invertible import SequentialFlow
@@ -89,9 +89,7 @@ class ConditionalINN(_FlowMixin):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim < 2:
-            raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
-        self.dim, self.embedding_dim = dim, embedding_dim
+        self.dim, self.embedding_dim = check_int("dim", dim, 2), embedding_dim
         self.embedder, self.cond_shape = build_embedder(
             embedding_dim, cond_dim, cond_shape, embedder_hidden_dim or hidden_dim, embedder_depth
         )
@@ -184,9 +182,7 @@ class UnconditionalFlow(_FlowMixin):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim < 2:
-            raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
-        self.dim = dim
+        self.dim = check_int("dim", dim, 2)
         self.flow = build_blocks(dim, 0, n_blocks, hidden_dim, hidden_depth, alpha, seed)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:

@@ -34,6 +34,7 @@ from ..config import instantiate_from_config
 from ..data import ConcatDomains
 from ..data.embeddings import EmbeddingArray, PairedEmbeddingStream, block_size, held_out_blocks, open_embeddings
 from ..data.standardization import Standardization
+from ..flows.checks import check_int
 
 __all__ = ["DataModule", "EmbeddingDataModule", "TensorDataModule", "concat_domains"]
 
@@ -211,14 +212,10 @@ class EmbeddingDataModule(L.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("batch_size", batch_size),
-            ("max_val_rows", max_val_rows),
-            ("block_rows", block_rows),
-            ("shuffle_blocks", shuffle_blocks),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"data.params.{name} must be a positive int, got {value!r}")
+        sizes = {"batch_size": batch_size, "max_val_rows": max_val_rows, "block_rows": block_rows,
+                 "shuffle_blocks": shuffle_blocks}  # fmt: skip
+        for name, value in sizes.items():
+            check_int(f"data.params.{name}", value)
         self.source_path, self.target_path = source, target
         self.source_key, self.target_key = source_key, target_key
         self.standardization_path = standardization

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..flows.checks import check_condition, check_pair
+from ..flows.checks import check_condition, check_int, check_pair
 from ..flows.embedder import build_embedder
 from .interface import Translator
 
@@ -68,8 +68,7 @@ class MLPTranslator(Translator):
         super().__init__()
         sizes = {"dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim}
         for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MLPTranslator: {name} must be a positive int, got {value!r}")
+            check_int(f"MLPTranslator: {name}", value)
         self.dim, self.embedding_dim = dim, embedding_dim
         self._params: dict[str, Any] = {
             "dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim,
