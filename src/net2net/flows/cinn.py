@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .checks import check_condition, check_dtype, check_flat, check_int, check_pair
 from .coupling import ConditionalAffineCoupling
-from .embedder import build_embedder
+from .embedder import build_embedder, condition_params
 from .invertible import SequentialFlow
 from .layers import ActNorm, FixedPermutation
 from .loss import nll
@@ -99,10 +99,7 @@ class ConditionalINN(_FlowMixin):
             "embedding_dim": embedding_dim, "alpha": alpha, "embedder_hidden_dim": embedder_hidden_dim,
             "embedder_depth": embedder_depth, "seed": seed,
         }  # fmt: skip
-        if cond_shape is not None:
-            self._params["cond_shape"] = [int(n) for n in self.cond_shape]
-        else:
-            self._params["cond_dim"] = int(self.cond_shape[0])
+        self._params.update(condition_params(self.cond_shape, spatial=cond_shape is not None))
 
     @property
     def config(self) -> dict[str, Any]:
