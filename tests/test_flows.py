@@ -36,12 +36,16 @@ def _small_cinn(dim: int, cond_dim: int = 3, alpha: float = 1.0, **kw) -> Condit
     return tau.eval()
 
 
+def _cinn_and_batch(dim: int, alpha: float, n: int) -> tuple[ConditionalINN, torch.Tensor, torch.Tensor]:
+    """:func:`_small_cinn` and a float64 batch: ``z`` ``(n, dim)``, ``c`` ``(n, 3)``."""
+    tau = _small_cinn(dim, alpha=alpha)
+    return tau, torch.randn(n, dim, dtype=torch.float64), torch.randn(n, 3, dtype=torch.float64)
+
+
 @pytest.mark.parametrize("dim", [2, 3, 4, 7, 8])
 @pytest.mark.parametrize("alpha", [1.0, 2.5])
 def test_cinn_inverse_and_logdet_sign(dim: int, alpha: float) -> None:
-    tau = _small_cinn(dim, alpha=alpha)
-    z = torch.randn(64, dim, dtype=torch.float64)
-    c = torch.randn(64, 3, dtype=torch.float64)
+    tau, z, c = _cinn_and_batch(dim, alpha, 64)
     v, logdet = tau(z, c)
     z_back, logdet_inv = tau.inverse(v, c)
     # perturbed weights make the map strongly expanding (|v| up to ~60), hence a relative tolerance
@@ -54,9 +58,7 @@ def test_cinn_inverse_and_logdet_sign(dim: int, alpha: float) -> None:
 @pytest.mark.parametrize("dim", [3, 4, 5])
 @pytest.mark.parametrize("alpha", [1.0, 2.5])
 def test_cinn_logdet_matches_autograd_jacobian(dim: int, alpha: float) -> None:
-    tau = _small_cinn(dim, alpha=alpha)
-    z = torch.randn(4, dim, dtype=torch.float64)
-    c = torch.randn(4, 3, dtype=torch.float64)
+    tau, z, c = _cinn_and_batch(dim, alpha, 4)
     _, logdet = tau(z, c)
     for i in range(4):
         jac = torch.autograd.functional.jacobian(lambda x, ci=c[i : i + 1]: tau(x[None], ci)[0][0], z[i])
@@ -311,7 +313,7 @@ class TestBadInput:
     def test_bad_construction(self) -> None:
         with pytest.raises(ValueError, match="exactly one of cond_dim"):
             ConditionalINN(4)
-        with pytest.raises(ValueError, match="dim must be an integer >= 2"):
+        with pytest.raises(ValueError, match="dim must be an int >= 2"):
             ConditionalINN(1, 3)
         with pytest.raises(ValueError, match="n_samples"):
             self.tau.sample(torch.randn(1, 3), n_samples=0)

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from net2net.synthetic import LinearGaussian
+from net2net.training.datamodule import TensorDataModule
 from net2net.training.translator import TrainingBudget, TranslatorModule
 from net2net.translators import (
     TRANSLATORS,
@@ -251,6 +252,38 @@ def test_training_budget_writes_both_snapshots_and_stops(tmp_path):
     assert steps.kind == "spline"
     final = module.translator.state_dict()  # the run stopped at the step snapshot
     assert all(torch.equal(v, final[k]) for k, v in steps.state_dict().items())
+
+
+def test_shuffled_passes_on_the_entry_point_train_what_a_plain_loop_trains(tmp_path):
+    """TensorDataModule(replacement=False) through train_from_config gives, bit for bit, the weights of a Trainer
+    of its own on DataLoader(shuffle=True, drop_last=True) with the same seed: the known-answer problem of
+    ``net2net reproduce translators`` moved onto the entry point without changing its numbers."""
+    from net2net.io import atomic_save_safetensors
+    from net2net.training.run import train_from_config
+
+    params, steps = {"dim": DIM, "cond_dim": COND, **SMALL["cinn"]}, 20  # 8 batches an epoch: 2.5 epochs
+    torch.manual_seed(0)
+    module = TranslatorModule("cinn", params, batch_size=64)
+    with torch.enable_grad():
+        _trainer(tmp_path / "loop", max_steps=steps).fit(module, train_dataloaders=_loader())
+    z, c = LinearGaussian(dim=DIM, cond_dim=COND, seed=0).sample(512, generator=torch.Generator().manual_seed(0))
+    atomic_save_safetensors({"z_tgt": z, "z_src": c}, tmp_path / "data.safetensors")
+    config = {
+        "model": {"target": "net2net.training.translator.TranslatorModule",
+                  "params": {"translator": "cinn", "translator_params": params, "batch_size": 64}},
+        "data": {"target": "net2net.training.datamodule.TensorDataModule",
+                 "params": {"path": str(tmp_path / "data.safetensors"), "batch_size": 64, "replacement": False}},
+        "seed": 0,
+        "lightning": {"trainer": {"max_steps": steps, "enable_progress_bar": False, "enable_model_summary": False},
+                      "callbacks": {"image_logger": None}},
+    }  # fmt: skip
+    with torch.enable_grad():
+        run = train_from_config(config, log_dir=tmp_path / "entry")
+    trained = load_translator(run / "translator.safetensors").state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in module.translator.state_dict().items())
+    atomic_save_safetensors({"z_tgt": z, "label": torch.zeros(512, dtype=torch.long)}, tmp_path / "labels.safetensors")
+    with pytest.raises(ValueError, match="balance_by: draws with replacement only"):
+        TensorDataModule(str(tmp_path / "labels.safetensors"), 64, balance_by="label", replacement=False)
 
 
 def test_module_fits_the_linear_translator_in_closed_form(tmp_path):

@@ -15,20 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (relative to this package)
-_EXPORTS: dict[str, str] = {
-    "Net2Net": ".apps.translate",
-    "ConditionalINN": ".flows",
-    "UnconditionalFlow": ".flows",
-    "nll": ".flows",
-    "load_config": ".config",
-    "instantiate_from_config": ".config",
-    "train_from_config": ".training.run",
-    "load_cinn": ".flows",
-    "save_cinn": ".flows",
-    "load_translator": ".translators",
-    "save_translator": ".translators",
+# module that defines them (relative to this package) -> public names
+_MODULES: dict[str, tuple[str, ...]] = {
+    ".apps.translate": ("Net2Net",),
+    ".config": ("load_config", "instantiate_from_config"),
+    ".flows": ("ConditionalINN", "UnconditionalFlow", "nll", "load_cinn", "save_cinn"),
+    ".training.run": ("train_from_config",),
+    ".translators": ("load_translator", "save_translator"),
 }
+_EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}  # name -> module
 
 # written out (not computed from _EXPORTS) so that linters and IDEs see it; tests/test_public_api.py keeps them equal
 __all__ = [

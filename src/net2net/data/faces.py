@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ..flows.checks import check_int
 from .image_arrays import check_channels, check_seed, check_size, check_split, to_image
 
 __all__ = ["DCGANFaceGenerator", "DCGANFaces", "dcgan_face_weights_path", "load_dcgan_face_generator"]
@@ -147,16 +148,11 @@ class DCGANFaces(Dataset[dict[str, Any]]):
         chunk_size: int = 64,
         weights_path: str | Path | None = None,
     ) -> None:
-        if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images <= 0:
-            raise ValueError(f"n_images must be a positive int, got {n_images!r}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-        self.n_images = n_images
+        self.n_images, self.chunk_size = check_int("n_images", n_images), check_int("chunk_size", chunk_size)
         self.split = check_split(split)
         self.size = check_size(size)
         self.channels = check_channels(channels)
         self.seed = check_seed(seed)
-        self.chunk_size = chunk_size
         self.weights_path = weights_path
         self._generator: DCGANFaceGenerator | None = None
         self._chunks: dict[int, np.ndarray] = {}  # chunk index -> (chunk_size, 64, 64, 3) uint8

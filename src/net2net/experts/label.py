@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..flows.checks import check_int
 from .protocols import FrozenExpert, describe_module
 
 __all__ = ["ClassifierArgmax", "LabelEncoder", "classifier_argmax_expert"]
@@ -36,8 +37,7 @@ class LabelEncoder(FrozenExpert):
 
     def __init__(self, n_classes: int, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
-            raise ValueError(f"LabelEncoder: n_classes must be a positive int, received {n_classes!r}")
+        check_int("LabelEncoder: n_classes", n_classes)
         if not dtype.is_floating_point:
             raise TypeError(f"LabelEncoder: dtype must be a floating dtype, received {dtype}")
         self.n_classes = n_classes
@@ -113,8 +113,7 @@ class ClassifierArgmax(FrozenExpert):
         super().__init__()
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"ClassifierArgmax: expected an nn.Module, received {type(classifier).__name__}")
-        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
-            raise ValueError(f"ClassifierArgmax: n_classes must be an int >= 2, received {n_classes!r}")
+        check_int("ClassifierArgmax: n_classes", n_classes, 2)
         self.classifier = classifier
         self.n_classes = n_classes
         self.dim = n_classes

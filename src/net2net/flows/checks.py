@@ -6,12 +6,32 @@ A model checked here has ``dim`` (features of the flat target ``z``), ``cond_sha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["check_condition", "check_dtype", "check_flat", "check_pair", "check_tensor"]
+__all__ = ["check_condition", "check_dtype", "check_flat", "check_int", "check_ints", "check_pair", "check_tensor"]
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` if it is an int (not a bool) ``>= minimum``; else a ``ValueError`` naming ``name`` and ``value``.
+
+    Example:
+        >>> check_int("n_blocks", 4)
+        4
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+def check_ints(sizes: Mapping[str, Any], owner: str) -> None:
+    """:func:`check_int` (positive) for each ``name: value`` of ``sizes``; the error names ``owner: name``."""
+    for name, value in sizes.items():
+        check_int(f"{owner}: {name}", value)
 
 
 def check_tensor(x: Tensor, tail: tuple[int, ...], name: str = "input") -> None:

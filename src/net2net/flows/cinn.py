@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checks import check_condition, check_dtype, check_flat, check_pair
+from .checks import check_condition, check_dtype, check_flat, check_int, check_pair
 from .coupling import ConditionalAffineCoupling
-from .embedder import build_embedder
+from .embedder import build_embedder, condition_params
 from .invertible import SequentialFlow
 from .layers import ActNorm, FixedPermutation
 from .loss import nll
@@ -89,9 +89,7 @@ class ConditionalINN(_FlowMixin):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim < 2:
-            raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
-        self.dim, self.embedding_dim = dim, embedding_dim
+        self.dim, self.embedding_dim = check_int("dim", dim, 2), embedding_dim
         self.embedder, self.cond_shape = build_embedder(
             embedding_dim, cond_dim, cond_shape, embedder_hidden_dim or hidden_dim, embedder_depth
         )
@@ -101,10 +99,7 @@ class ConditionalINN(_FlowMixin):
             "embedding_dim": embedding_dim, "alpha": alpha, "embedder_hidden_dim": embedder_hidden_dim,
             "embedder_depth": embedder_depth, "seed": seed,
         }  # fmt: skip
-        if cond_shape is not None:
-            self._params["cond_shape"] = [int(n) for n in self.cond_shape]
-        else:
-            self._params["cond_dim"] = int(self.cond_shape[0])
+        self._params.update(condition_params(self.cond_shape, spatial=cond_shape is not None))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -184,9 +179,7 @@ class UnconditionalFlow(_FlowMixin):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim < 2:
-            raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
-        self.dim = dim
+        self.dim = check_int("dim", dim, 2)
         self.flow = build_blocks(dim, 0, n_blocks, hidden_dim, hidden_depth, alpha, seed)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:

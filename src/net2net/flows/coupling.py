@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_int
 from .invertible import InvertibleModule
 
 __all__ = ["ConditionalAffineCoupling", "ScaleShiftMLP", "SubnetConstructor"]
@@ -109,8 +110,7 @@ class ConditionalAffineCoupling(InvertibleModule):
         subnet_constructor: SubnetConstructor | None = None,
     ) -> None:
         super().__init__(dim)
-        if dim < 2:
-            raise ValueError(f"ConditionalAffineCoupling needs dim >= 2 to split into halves, got {dim}")
+        check_int("ConditionalAffineCoupling: dim (split into halves)", dim, 2)
         if not alpha > 0:
             raise ValueError(f"alpha must be positive, got {alpha}")
         self.cond_dim, self.alpha = cond_dim, float(alpha)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .layers import ActNorm
 
-__all__ = ["ConvEmbedder", "DenseEmbedder", "build_embedder"]
+__all__ = ["ConvEmbedder", "DenseEmbedder", "build_embedder", "condition_params"]
 
 
 class DenseEmbedder(nn.Module):
@@ -107,3 +107,16 @@ def build_embedder(
         return ConvEmbedder(shape, embedding_dim), shape  # type: ignore[arg-type]
     shape = (int(cond_dim),)  # type: ignore[arg-type]
     return DenseEmbedder(shape[0], embedding_dim, hidden_dim, depth), shape
+
+
+def condition_params(cond_shape: Sequence[int], spatial: bool) -> dict[str, int | list[int]]:
+    """The constructor argument that rebuilds a condition of shape ``cond_shape`` (as :func:`build_embedder`
+    returns it): ``{"cond_shape": [C, H, W]}`` for a ``spatial`` one, else ``{"cond_dim": D}``.
+
+    Example:
+        >>> condition_params((3,), spatial=False), condition_params((2, 4, 4), spatial=True)
+        ({'cond_dim': 3}, {'cond_shape': [2, 4, 4]})
+    """
+    if spatial:
+        return {"cond_shape": [int(n) for n in cond_shape]}
+    return {"cond_dim": int(cond_shape[0])}

@@ -286,11 +286,9 @@ def _evaluate(t: Any, task: _Task, k: int, nll_examples: int, target: Any, class
 def _known_answer(settings: TranslatorsSettings, runs: Path) -> dict[str, Any]:
     """Each translator on ``z_tgt = A z_src + b + L eps`` (16-d target, 8-d condition), same budgets: held-out NLL
     minus the true conditional entropy, per dimension."""
-    import lightning as L
-    from torch.utils.data import DataLoader, TensorDataset
-
+    from ..io import atomic_save_safetensors
     from ..synthetic import LinearGaussian
-    from ..training.translator import TrainingBudget, TranslatorModule
+    from ..training.run import train_from_config
     from ..translators import build_translator, load_translator, save_translator
 
     problem = LinearGaussian(dim=16, cond_dim=8, seed=settings.seed)
@@ -299,9 +297,6 @@ def _known_answer(settings: TranslatorsSettings, runs: Path) -> dict[str, Any]:
     entropy = problem.conditional_entropy() / problem.dim
     true_nll = float(problem.conditional_nll(z_test, c_test).mean()) / problem.dim
     budget = replace(settings, steps=settings.known_steps, seconds=settings.known_seconds)
-    loader = DataLoader(TensorDataset(z, c), batch_size=128, shuffle=True, drop_last=True,
-                        collate_fn=lambda rows: {"z_tgt": torch.stack([r[0] for r in rows]),
-                                                 "z_src": torch.stack([r[1] for r in rows])})  # fmt: skip
     rows = {}
     for kind in KINDS:
         if kind == "mlp":
@@ -311,18 +306,21 @@ def _known_answer(settings: TranslatorsSettings, runs: Path) -> dict[str, Any]:
         snaps = _snapshots(run)
         if not all(p.is_file() for p in snaps.values()):
             run.mkdir(parents=True, exist_ok=True)
-            torch.manual_seed(settings.seed)
             if kind == "linear":
                 t = build_translator(kind, **params)
                 t.fit_closed_form(z, c)
                 save_translator(t, run / "translator.safetensors")
             else:
-                module = TranslatorModule(kind, params, _optim(budget, budget.steps), batch_size=128)
-                trainer = L.Trainer(default_root_dir=str(run), max_steps=100 * budget.steps, logger=False,
-                                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                                    callbacks=[TrainingBudget(budget.steps, budget.seconds)])  # fmt: skip
+                atomic_save_safetensors({"z_tgt": z, "z_src": c}, run / "data.safetensors")
+                # shuffled passes without replacement (the batches of the loop this replaced), and the default
+                # optimiser: that loop handed _optim(...) to TranslatorModule's `sizes` argument, so the page's
+                # numbers come from the defaults (docs/training.md)
+                data = {"target": "net2net.training.datamodule.TensorDataModule",
+                        "params": {"path": str(run / "data.safetensors"), "batch_size": 128, "replacement": False}}
+                config = translator_config(kind, {"cond_dim": 8}, data, budget, dim=16)
+                del config["model"]["params"]["optim"]
                 with torch.enable_grad():
-                    trainer.fit(module, train_dataloaders=loader)
+                    train_from_config(config, log_dir=run)
             snaps = _snapshots(run)
         row = {}
         for b, path in snaps.items():

@@ -34,6 +34,7 @@ from ..config import instantiate_from_config
 from ..data import ConcatDomains
 from ..data.embeddings import EmbeddingArray, PairedEmbeddingStream, block_size, held_out_blocks, open_embeddings
 from ..data.standardization import Standardization
+from ..flows.checks import check_int
 
 __all__ = ["DataModule", "EmbeddingDataModule", "TensorDataModule", "concat_domains"]
 
@@ -211,14 +212,10 @@ class EmbeddingDataModule(L.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("batch_size", batch_size),
-            ("max_val_rows", max_val_rows),
-            ("block_rows", block_rows),
-            ("shuffle_blocks", shuffle_blocks),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"data.params.{name} must be a positive int, got {value!r}")
+        sizes = {"batch_size": batch_size, "max_val_rows": max_val_rows, "block_rows": block_rows,
+                 "shuffle_blocks": shuffle_blocks}  # fmt: skip
+        for name, value in sizes.items():
+            check_int(f"data.params.{name}", value)
         self.source_path, self.target_path = source, target
         self.source_key, self.target_key = source_key, target_key
         self.standardization_path = standardization
@@ -328,6 +325,19 @@ class _DrawnBatches(IterableDataset):
             yield {k: t[idx] for k, t in self.tensors.items()}
 
 
+class _Rows(Dataset):
+    """Row ``i`` of every tensor, as a dict (the default collate stacks them into a batch)."""
+
+    def __init__(self, tensors: Mapping[str, Tensor]) -> None:
+        self.tensors = dict(tensors)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {k: t[i] for k, t in self.tensors.items()}
+
+
 class TensorDataModule(L.LightningDataModule):
     """Training batches drawn with replacement from the tensors of one safetensors file: the data of models that
     a metric or an experiment trains on tensors it holds (written to the run folder, so the config stays data).
@@ -339,10 +349,14 @@ class TensorDataModule(L.LightningDataModule):
         balance_by: the name of an integer tensor (e.g. ``"label"``): rows are drawn with probability
             ``1 / count(their value)``, so every value comes up equally often; ``None`` draws uniformly.
         batches_per_epoch: the length of an epoch (the run's length is ``lightning.trainer.max_steps``).
+        replacement: ``False``: an epoch is one shuffled pass without replacement instead (the last partial batch
+            dropped; ``seed`` and ``batches_per_epoch`` unused), its order drawn from the global torch generator,
+            which the run's ``seed`` sets, as ``DataLoader(shuffle=True, drop_last=True)`` does (the batches of
+            the known-answer problem of ``net2net reproduce translators`` before it moved onto the entry point).
     """
 
     def __init__(self, path: str, batch_size: int, seed: int = 0, balance_by: str | None = None,
-                 batches_per_epoch: int = 1000) -> None:  # fmt: skip
+                 batches_per_epoch: int = 1000, replacement: bool = True) -> None:  # fmt: skip
         super().__init__()
         from ..io import load_safetensors
 
@@ -359,9 +373,14 @@ class TensorDataModule(L.LightningDataModule):
                                  f"({sorted(self.tensors)}), got {balance_by!r}")  # fmt: skip
             values = self.tensors[balance_by]
             self.weights = (1.0 / torch.bincount(values).clamp(min=1).float())[values]  # (N,)
-        self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
+        if not replacement and balance_by is not None:
+            raise ValueError(f"data.params.balance_by: draws with replacement only; got {balance_by!r} with "
+                             "replacement: false")  # fmt: skip
+        self.batch_size, self.batches_per_epoch, self.replacement = batch_size, batches_per_epoch, bool(replacement)
         self.generator = torch.Generator().manual_seed(seed)
 
     def train_dataloader(self) -> DataLoader:
+        if not self.replacement:
+            return DataLoader(_Rows(self.tensors), batch_size=self.batch_size, shuffle=True, drop_last=True)
         batches = _DrawnBatches(self.tensors, self.batch_size, self.batches_per_epoch, self.generator, self.weights)
         return DataLoader(batches, batch_size=None)

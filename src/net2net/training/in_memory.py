@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..config import instantiate_from_config
 from ..flows import UnconditionalFlow, nll
-from ..flows.checks import check_flat
+from ..flows.checks import check_flat, check_ints
 from ..flows.layers import actnorm_ready
 from ..io import atomic_save_safetensors
 from .optim import configure_flow_optimizer, optim_config
@@ -210,9 +210,7 @@ def fit_unconditional_flow(
     if n < 2:
         raise ValueError(f"z_tgt: need at least 2 samples to fit a flow (ActNorm initialisation), got {n}")
     sizes = {"steps": steps, "batch_size": batch_size, "n_blocks": n_blocks, "hidden_dim": hidden_dim}
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"fit_unconditional_flow: {name} must be a positive int, got {value!r}")
+    check_ints(sizes, "fit_unconditional_flow")
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"fit_unconditional_flow: lr must be positive and finite, got {lr!r}")
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:

@@ -108,21 +108,21 @@ class TranslationDataModule(L.LightningDataModule):
         self.pairs: dict[str, Dataset] = {}
 
     # -- experts, built on first use -------------------------------------------------------------------
+    def _expert(self, role: str) -> Any:
+        """The ``"source"`` or ``"target"`` expert, instantiated from ``data.params.<role>`` and checked once."""
+        if getattr(self, f"_{role}") is None:
+            key = f"data.params.{role}"
+            expert = instantiate_from_config(getattr(self, f"{role}_config"), key=key)
+            setattr(self, f"_{role}", check_expert(expert, role, key))
+        return getattr(self, f"_{role}")
+
     @property
     def source(self) -> Any:
-        if self._source is None:
-            self._source = check_expert(
-                instantiate_from_config(self.source_config, key="data.params.source"), "source", "data.params.source"
-            )
-        return self._source
+        return self._expert("source")
 
     @property
     def target(self) -> Any:
-        if self._target is None:
-            self._target = check_expert(
-                instantiate_from_config(self.target_config, key="data.params.target"), "target", "data.params.target"
-            )
-        return self._target
+        return self._expert("target")
 
     @property
     def live(self) -> bool:

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import jacrev, vmap
 
-from ..flows.checks import check_pair
-from ..flows.embedder import build_embedder
+from ..flows.checks import check_ints, check_pair
+from ..flows.embedder import build_embedder, condition_params
 from ..flows.layers import ActNorm
 from .interface import Translator, gaussian_log_prob
 
@@ -75,19 +75,14 @@ class FlowMatchingTranslator(Translator):
         super().__init__()
         sizes = {"dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim,
                  "time_features": time_features, "ode_steps": ode_steps}  # fmt: skip
-        for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"FlowMatchingTranslator: {name} must be a positive int, got {value!r}")
+        check_ints(sizes, "FlowMatchingTranslator")
         self.dim, self.ode_steps = dim, ode_steps
         self.embedder, self.cond_shape = build_embedder(
             embedding_dim, cond_dim, cond_shape, embedder_hidden_dim or hidden_dim, embedder_depth
         )
         self._params: dict[str, Any] = {**sizes, "embedder_hidden_dim": embedder_hidden_dim,
                                         "embedder_depth": embedder_depth}  # fmt: skip
-        if cond_shape is not None:
-            self._params["cond_shape"] = list(self.cond_shape)
-        else:
-            self._params["cond_dim"] = self.cond_shape[0]
+        self._params.update(condition_params(self.cond_shape, spatial=cond_shape is not None))
         self.norm = ActNorm(dim).requires_grad_(False)
         self.register_buffer("freqs", math.pi * torch.arange(1, time_features + 1, dtype=torch.float32))
         layers: list[nn.Module] = [nn.Linear(dim + embedding_dim + 2 * time_features, hidden_dim), nn.SiLU()]

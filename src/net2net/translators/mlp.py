@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..flows.checks import check_condition, check_pair
-from ..flows.embedder import build_embedder
+from ..flows.checks import check_condition, check_ints, check_pair
+from ..flows.embedder import build_embedder, condition_params
 from .interface import Translator
 
 __all__ = ["MLPTranslator"]
@@ -67,9 +67,7 @@ class MLPTranslator(Translator):
     ) -> None:
         super().__init__()
         sizes = {"dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim}
-        for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MLPTranslator: {name} must be a positive int, got {value!r}")
+        check_ints(sizes, "MLPTranslator")
         self.dim, self.embedding_dim = dim, embedding_dim
         self._params: dict[str, Any] = {
             "dim": dim, "hidden_dim": hidden_dim, "depth": depth, "embedding_dim": embedding_dim,
@@ -78,10 +76,7 @@ class MLPTranslator(Translator):
         self.embedder, self.cond_shape = build_embedder(
             embedding_dim, cond_dim, cond_shape, embedder_hidden_dim or hidden_dim, embedder_depth
         )
-        if cond_shape is not None:
-            self._params["cond_shape"] = list(self.cond_shape)
-        else:
-            self._params["cond_dim"] = self.cond_shape[0]
+        self._params.update(condition_params(self.cond_shape, spatial=cond_shape is not None))
         layers: list[nn.Module] = [nn.Linear(embedding_dim, hidden_dim), nn.LeakyReLU(LRELU_SLOPE)]
         for _ in range(depth - 1):
             layers += [nn.Linear(hidden_dim, hidden_dim), nn.LeakyReLU(LRELU_SLOPE)]

@@ -8,8 +8,8 @@ from typing import Any
 
 from torch import Tensor
 
-from ..flows.checks import check_pair
-from ..flows.embedder import build_embedder
+from ..flows.checks import check_ints, check_pair
+from ..flows.embedder import build_embedder, condition_params
 from ..flows.layers import ActNorm
 from .interface import Translator, gaussian_log_prob
 
@@ -66,9 +66,7 @@ class SplineTranslator(Translator):
         super().__init__()
         sizes = {"dim": dim, "transforms": transforms, "hidden_dim": hidden_dim, "hidden_depth": hidden_depth,
                  "bins": bins, "embedding_dim": embedding_dim}  # fmt: skip
-        for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SplineTranslator: {name} must be a positive int, got {value!r}")
+        check_ints(sizes, "SplineTranslator")
         if dim < 2:
             raise ValueError(f"SplineTranslator: dim must be at least 2 (couplings split the features), got {dim}")
         if passes not in (2, None):
@@ -79,10 +77,7 @@ class SplineTranslator(Translator):
         )
         self._params: dict[str, Any] = {**sizes, "embedder_hidden_dim": embedder_hidden_dim,
                                         "embedder_depth": embedder_depth, "passes": passes}  # fmt: skip
-        if cond_shape is not None:
-            self._params["cond_shape"] = list(self.cond_shape)
-        else:
-            self._params["cond_dim"] = self.cond_shape[0]
+        self._params.update(condition_params(self.cond_shape, spatial=cond_shape is not None))
         self.norm = ActNorm(dim)
         self.flow = zuko.flows.NSF(features=dim, context=embedding_dim, transforms=transforms, bins=bins,
                                    hidden_features=[hidden_dim] * hidden_depth, passes=passes)  # fmt: skip
