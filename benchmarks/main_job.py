@@ -90,6 +90,29 @@ def _flops(fn: Any) -> float:
     return float(counter.get_total_flops())
 
 
+def _time_commands(run: Path, prompts: list[str]) -> dict[str, float]:
+    """Wall seconds of ``net2net translate`` (10 prompts x 8) and of a ``net2net demo`` rerun on ``run``, each a new
+    process as a user starts it (imports, loading the experts and the run included)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    cli = [sys.executable, "-c", "import sys; from net2net.cli import main; sys.exit(main())"]
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, argv in (
+            ("`net2net translate` 10 prompts x 8 (new process)", ["translate", str(run), "--text", *prompts, "-n", "8",
+                                                                  "--out", f"{tmp}/translate"]),
+            ("`net2net demo` rerun on the trained run (new process)", ["demo", "--run-dir", str(run), "--out",
+                                                                      f"{tmp}/demo"]),
+        ):  # fmt: skip
+            t = time.perf_counter()
+            subprocess.run([*cli, *argv], check=True, capture_output=True)
+            out[name] = time.perf_counter() - t
+            print(f"{name}: {out[name]:.1f} s", flush=True)
+    return out
+
+
 def main() -> None:
     from net2net.apps.text2image import DEMO_PROMPTS, evaluate_text2image, text2image_config
     from net2net.apps.translate import Net2Net
@@ -115,6 +138,8 @@ def main() -> None:
     ap.add_argument("--encode-images", type=int, default=4096, help="images encoded for the encoding rate")
     ap.add_argument("--phases-only", action="store_true", help="time the phases before training, train nothing")
     ap.add_argument("--no-phases", action="store_true", help="train and evaluate only (e.g. a second seed)")
+    ap.add_argument("--run", default=None, help="a trained main-job run folder: also time `net2net translate` of the "
+                    "10 demo prompts x 8 and a `net2net demo` rerun on it, each a new process (start-up included)")
     ap.add_argument("--json", default=None, help="write all measurements here")
     ap.add_argument("--png", default=None, help="figure: held-out NLL against training seconds")
     args = ap.parse_args()
@@ -184,6 +209,8 @@ def main() -> None:
             encoding[name] = {"images_per_s": round(ips, 1), "seconds_60k": round(60000 / ips, 1),
                               "gflops": round(per_image * ips / 1e9, 1)}  # fmt: skip
         print(f"encoding (median of 3, {args.encode_images} images): {encoding}", flush=True)
+        if args.run is not None:
+            phases.update(_time_commands(Path(args.run), [p for p, _, _ in DEMO_PROMPTS]))
         if args.phases_only:
             print(json.dumps({"phases": phases, "encoding": encoding, "loadavg_end": _loadavg()}, indent=1))
             return
