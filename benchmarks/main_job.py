@@ -39,6 +39,8 @@ OLD = {"batch": 128, "steps": 4000, "max_lr": 1.5e-3, "warmup": 200, "precision"
 # candidates tried against it (name -> changes to OLD); "new" is the shipped config's recipe
 CANDIDATES: dict[str, dict[str, Any]] = {
     "b128-2000-bf16": {"steps": 2000, "warmup": 100, "precision": "bf16"},
+    "b128-2500-bf16": {"steps": 2500, "warmup": 150, "precision": "bf16"},
+    "b128-3000-bf16": {"steps": 3000, "warmup": 150, "precision": "bf16"},
     "b512-1000-bf16": {"batch": 512, "steps": 1000, "max_lr": 3e-3, "warmup": 100, "precision": "bf16"},
     "b512-600-bf16": {"batch": 512, "steps": 600, "max_lr": 3e-3, "warmup": 60, "precision": "bf16"},
 }
@@ -113,6 +115,34 @@ def _time_commands(run: Path, prompts: list[str]) -> dict[str, float]:
     return out
 
 
+def plot(runs: list[dict[str, Any]], png: str) -> None:
+    """Held-out NLL against training seconds relative to the old recipe of the same run, for all recipes of ``runs``
+    (the old recipe drawn once)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    drawn: set[str] = set()
+    for run in runs:
+        results = run["results"]
+        base = results["old"]["train_seconds"] if "old" in results else next(iter(results.values()))["train_seconds"]
+        for name, r in results.items():
+            if name in drawn:
+                continue
+            drawn.add(name)
+            _, secs, nlls = zip(*r["curve"], strict=True)
+            ax.plot([x / base for x in secs], nlls, marker="o", ms=3, label=f"{name} ({r['steps']} steps)")
+    ax.set_xlabel("training seconds / the old recipe's (same run, interleaved)")
+    ax.set_ylabel("held-out NLL (nats/dim)")
+    ax.set_title(f"main job's cINN, {runs[0]['header']['threads']} thread(s)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+
+
 def main() -> None:
     from net2net.apps.text2image import DEMO_PROMPTS, evaluate_text2image, text2image_config
     from net2net.apps.translate import Net2Net
@@ -142,7 +172,11 @@ def main() -> None:
                     "10 demo prompts x 8 and a `net2net demo` rerun on it, each a new process (start-up included)")
     ap.add_argument("--json", default=None, help="write all measurements here")
     ap.add_argument("--png", default=None, help="figure: held-out NLL against training seconds")
+    ap.add_argument("--replot", nargs="+", default=None, metavar="JSON", help="only draw --png from these --json files")
     args = ap.parse_args()
+    if args.replot:
+        plot([json.loads(Path(f).read_text()) for f in args.replot], args.png or "main_job_nll_vs_seconds.png")
+        return
     recipes = {name: recipe(name) for name in args.recipes}
     for r in recipes.values():
         r["steps"] = max(8, round(r["steps"] * args.steps_scale))
@@ -317,7 +351,10 @@ def main() -> None:
           f"matmul 256x1024 @ 1024x1024: float32 {rate['32']:.0f} GFLOP/s, bf16 {rate['bf16']:.0f} GFLOP/s\n")  # fmt: skip
     base = results[next(iter(results))]
     enc = list(encoding.values())
-    print("| phase | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
+    if caps:
+        print(f"{', '.join(caps)}: training time extrapolated from the steps trained here; NLL, accuracy, diversity, "
+              f"sampling and evaluation seconds from {args.reference} (marked *)\n")
+    print("| phase | " + " | ".join(n + ("*" if n in caps else "") for n in results) + " |\n|---|" + "---|" * len(results))
     for ph, sec in phases.items():
         print(f"| {ph} | " + " | ".join(f"{sec:.1f} s" for _ in results) + " |")
     if len(enc) == 2:  # old recipe: old encoding path; every other: the current one
@@ -338,24 +375,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"header": header, "phases": phases, "encoding": encoding,
                                                "results": results}, indent=1))
     if args.png:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        for name, r in results.items():
-            _, secs, nlls = zip(*r["curve"], strict=True)
-            rel = [x / base["train_seconds"] for x in secs]
-            ax.plot(rel, nlls, marker="o", ms=3, label=f"{name} ({r['steps']} steps)")
-        ax.set_xlabel(f"training seconds / old recipe's {base['train_seconds']:.0f} s (same run, interleaved)")
-        ax.set_ylabel("held-out NLL (nats/dim)")
-        ax.set_title(f"main job's cINN, {threads} thread(s), load {header['loadavg_start'].split()[0]}", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(args.png, dpi=90)
-
+        plot([{"header": header, "results": results}], args.png)
 
 if __name__ == "__main__":
     main()
