@@ -213,7 +213,8 @@ def test_lightning_bf16_mixed_trains_the_cinn_in_float32_weights(tmp_path) -> No
 def test_demo_config_precision() -> None:
     from net2net.apps.text2image import text2image_config
 
-    assert "precision" not in text2image_config()["lightning"]["trainer"]  # float32 by default
+    assert text2image_config()["lightning"]["trainer"]["precision"] == "auto"  # bf16 where the probe says faster
+    assert text2image_config(precision="32")["lightning"]["trainer"]["precision"] == "32-true"
     assert text2image_config(precision="bf16")["lightning"]["trainer"]["precision"] == "bf16-mixed"
     assert text2image_config(precision="auto")["lightning"]["trainer"]["precision"] == "auto"
     with pytest.raises(ValueError, match=r"precision: expected one of \['auto', '32', 'bf16'\], got 'fp16'"):
