@@ -10,8 +10,9 @@ also inside an outer autocast region (the exact inverse on demand).
 its batch size, :func:`probe_step_seconds` times a few training steps of a copy of that flow at that batch in both
 precisions, interleaved, and :func:`choose_precision` takes bf16 when the median step is at least
 :data:`AUTO_MIN_STEP_SPEEDUP` times faster (the matmul rate alone misleads: on an AVX512-BF16 CPU bf16 products are
-about 2x faster, yet the main job's step at batch 128 gains only 1.2x, at batch 512 1.9x). Without a model (e.g.
-``precision_context("auto")``) the measured speed-up of bf16 matrix products decides (:func:`bf16_speedup`).
+about 2x faster, yet the main job's step at batch 128 gains only 1.2-1.26x, at batch 512 about 1.7x). Without a
+model (e.g. ``precision_context("auto")``) the measured speed-up of bf16 matrix products decides
+(:func:`bf16_speedup`).
 """
 
 from __future__ import annotations
