@@ -536,11 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job: text -> Fashion-MNIST images (trains once, then reuses; first run ~8 min on 2 idle cores, far longer on a busy machine: use OMP_NUM_THREADS=1 there)",
+        help="the main job: text -> Fashion-MNIST images (trains once, then reuses; first run ~10 min on 2 idle cores, far longer on a busy machine: use OMP_NUM_THREADS=1 there)",
         description="text2image (default): Sentence-BERT -> the shipped Fashion-MNIST autoencoder through a cINN "
         "trained on cached latents; writes OUT/text_to_image.png (several samples per prompt, including "
         "phrasings never seen in training), the raw tensors and OUT/metrics.json (classifier accuracy on the "
-        "held-out phrasings, diversity). First run on 2 idle cores: about 8 minutes (estimated from the former "
+        "held-out phrasings, diversity). First run on 2 idle cores: about 10 minutes (estimated from the former "
         "recipe's measured 14 minutes and the measured speed-ups, see benchmarks/README.md); on a busy machine "
         "PyTorch's default threads slow training many times over: run OMP_NUM_THREADS=1 net2net demo there. "
         "digits: the small label -> 8x8 digits cINN.",

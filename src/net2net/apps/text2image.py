@@ -64,7 +64,7 @@ _BASE_CONFIG: dict[str, Any] = {
                 "params": {"dim": 64, "cond_dim": 384, "n_blocks": 12, "hidden_dim": 256, "hidden_depth": 2,
                            "embedding_dim": 64},
             },
-            "optim": {"base_lr": 1.2e-5, "max_lr": 1.5e-3, "warmup_steps": 150, "decay_steps": 2500},
+            "optim": {"base_lr": 1.2e-5, "max_lr": 1.5e-3, "warmup_steps": 200, "decay_steps": 4000},
         },
     },
     "data": {
@@ -87,7 +87,7 @@ _BASE_CONFIG: dict[str, Any] = {
     },
     "seed": 0,
     "lightning": {
-        "trainer": {"max_steps": 2500, "precision": "auto", "val_check_interval": 1000, "check_val_every_n_epoch": None,
+        "trainer": {"max_steps": 4000, "precision": "auto", "val_check_interval": 1000, "check_val_every_n_epoch": None,
                     "limit_val_batches": 10, "num_sanity_val_steps": 0, "log_every_n_steps": 50},
         "callbacks": {"image_logger": {"params": {"every_n_steps": 1000, "max_images": 64, "scale": 2}},
                       "checkpoint": {"params": {"every_n_train_steps": 1000}}},
@@ -234,14 +234,14 @@ def run_text2image(
     Arguments:
         out_dir: where ``text_to_image.png``, ``text_to_image.safetensors`` and ``metrics.json`` go.
         run_dir: the training run folder (default: ``<cache>/runs/text2image-<config key>``, reused next time).
-        steps: training steps (default: the config's 2500).
+        steps: training steps (default: the config's 4000).
         seed: seed of training and sampling.
         samples_per_prompt: columns of the PNG.
         eval_samples: generated images per held-out phrasing for the accuracy and diversity.
         retrain: train from scratch even if a finished run exists.
         temperature: of the PNG's samples (v ~ N(0, T² I)); the metrics are computed at 1 and 0.7 either way.
         precision: training precision, ``"32"``, ``"bf16"`` (mixed) or ``"auto"`` (bf16 where measured faster);
-            None: float32. Sampling and the evaluation run in float32.
+            None: the config's (``auto``). Sampling and the evaluation run in float32.
 
     Returns:
         The metrics (also in ``metrics.json``), with ``png`` and ``run_dir``.
