@@ -3,6 +3,8 @@ on the same weights and batch, and ``precision: auto`` follows the measured spee
 
 from __future__ import annotations
 
+import functools
+
 import lightning as L
 import pytest
 import torch
@@ -112,11 +114,67 @@ def test_bf16_speedup_is_measured_once_per_process() -> None:
     assert set(cpu_bf16_features()) <= {"avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16"}
 
 
+def test_choose_precision_from_injected_step_times() -> None:
+    """The decision of ``precision: auto`` from a probe: bf16 only where the model's step is measured faster."""
+    assert precision_mod.choose_precision([0.20, 0.21, 0.19, 0.20], [0.20, 0.20, 0.22, 0.19]) == "32"  # equal
+    assert precision_mod.choose_precision([0.20] * 4, [0.25] * 4) == "32"  # bf16 slower (emulated)
+    assert precision_mod.choose_precision([0.20] * 4, [0.19] * 4) == "32"  # 1.05x: inside the probe's noise margin
+    assert precision_mod.choose_precision([0.20] * 4, [0.16] * 4) == "bf16"  # 1.25x
+    assert precision_mod.choose_precision([0.2, 9.0, 0.2], [0.1, 0.1, 5.0]) == "bf16"  # medians, not means
+    assert precision_mod.choose_precision([0.20] * 4, [0.16] * 4, min_speedup=1.5) == "32"
+    with pytest.raises(ValueError, match=r"seconds_bf16 must be a non-empty sequence of positive seconds, got \[\]"):
+        precision_mod.choose_precision([0.2], [])
+    with pytest.raises(ValueError, match="seconds_32 must be"):
+        precision_mod.choose_precision([0.2, -1.0], [0.2])
+
+
+def test_probe_times_the_flows_own_step_and_leaves_it_unchanged() -> None:
+    torch.manual_seed(0)
+    tau = ConditionalINN(8, 5, n_blocks=2, hidden_dim=32, embedding_dim=6)
+    before = {k: v.clone() for k, v in tau.state_dict().items()}
+    t32, t16 = precision_mod.probe_step_seconds(tau, batch_size=16, repeats=3)
+    assert len(t32) == len(t16) == 3 and all(t > 0 for t in t32 + t16)
+    assert all(torch.equal(before[k], v) for k, v in tau.state_dict().items())  # a copy was trained
+    assert not actnorm_ready(tau)  # not even ActNorm's data-dependent initialisation happened on the original
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        precision_mod.probe_step_seconds(tau, batch_size=0)
+    with pytest.raises(TypeError, match="expected a conditional flow with dim and cond_shape, got Linear"):
+        precision_mod.probe_step_seconds(torch.nn.Linear(2, 2), batch_size=4)
+
+
+def test_trainer_precision_auto_probes_the_cinn_at_its_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a cINN module, ``auto`` follows the probe of its own flow at its batch size, not the matmul rate."""
+    import net2net.training.precision as trainer_precision_mod
+
+    flow = {"target": "net2net.flows.ConditionalINN",
+            "params": {"dim": 4, "cond_dim": 3, "n_blocks": 2, "hidden_dim": 32, "embedding_dim": 8}}  # fmt: skip
+    module = CINNModule(flow, batch_size=96)
+    seen = []
+
+    def probe(times):
+        def fake(tau, batch_size, device="cpu", repeats=4):
+            seen.append((tau, batch_size, device))
+            return times
+        return fake
+
+    monkeypatch.setattr(precision_mod, "bf16_speedup", lambda device="cpu": 2.8)  # products: bf16 much faster
+    monkeypatch.setattr(trainer_precision_mod, "probe_step_seconds", probe(([0.1] * 4, [0.1] * 4)))
+    assert trainer_precision("auto", "cpu", module) == "32-true"  # the step is not faster: float32
+    assert seen == [(module.tau, 96, "cpu")]
+    monkeypatch.setattr(precision_mod, "bf16_speedup", lambda device="cpu": 0.35)
+    monkeypatch.setattr(trainer_precision_mod, "probe_step_seconds", probe(([0.3] * 4, [0.2] * 4)))
+    assert trainer_precision("auto", "cpu", module) == "bf16-mixed"  # the step is 1.5x faster: bf16
+    assert trainer_precision("32-true", "cpu", module) == "32-true"  # explicit values: no probe
+    assert len(seen) == 2
+
+
 def test_trainer_precision_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(precision_mod, "bf16_speedup", lambda device="cpu": 2.8)
-    assert trainer_precision("auto", "cpu") == "bf16-mixed"
-    assert _trainer_kwargs(OmegaConf.create({"lightning": {"trainer": {"precision": "auto", "accelerator": "cpu"}}}))[
-        "precision"] == "bf16-mixed"  # fmt: skip
+    assert trainer_precision("auto", "cpu") == "bf16-mixed"  # no model with a flow: the matmul rate decides
+    # the config's "auto" stays until the model is built (train_from_config resolves it with the model's probe)
+    kwargs = _trainer_kwargs(OmegaConf.create({"lightning": {"trainer": {"precision": "auto", "accelerator": "cpu"}}}))
+    assert kwargs["precision"] == "auto"
+    assert trainer_precision(kwargs["precision"], kwargs["accelerator"]) == "bf16-mixed"
     monkeypatch.setattr(precision_mod, "bf16_speedup", lambda device="cpu": 0.35)
     assert trainer_precision("auto", "cpu") == "32-true"
     assert trainer_precision("auto", "mps") == "32-true"  # neither CPU nor CUDA: float32
@@ -155,8 +213,44 @@ def test_lightning_bf16_mixed_trains_the_cinn_in_float32_weights(tmp_path) -> No
 def test_demo_config_precision() -> None:
     from net2net.apps.main_job import text2image_config
 
-    assert "precision" not in text2image_config()["lightning"]["trainer"]  # float32 by default
+    assert text2image_config()["lightning"]["trainer"]["precision"] == "auto"  # bf16 where the probe says faster
+    assert text2image_config(precision="32")["lightning"]["trainer"]["precision"] == "32-true"
     assert text2image_config(precision="bf16")["lightning"]["trainer"]["precision"] == "bf16-mixed"
     assert text2image_config(precision="auto")["lightning"]["trainer"]["precision"] == "auto"
     with pytest.raises(ValueError, match=r"precision: expected one of \['auto', '32', 'bf16'\], got 'fp16'"):
         text2image_config(precision="fp16")
+
+
+def test_train_from_config_resolves_auto_with_the_models_probe(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """``lightning.trainer.precision: auto`` reaches the Trainer as the probe of the built model decided."""
+    import net2net.training.precision as trainer_precision_mod
+    import net2net.training.run as run_mod
+
+    flow = {"dim": 4, "cond_dim": 3, "n_blocks": 1, "hidden_dim": 8, "hidden_depth": 1, "embedding_dim": 4}
+    pairs = {"target": "ddp_helpers.LinearGaussianPairs", "params": {"n": 32, "dim": 4, "cond_dim": 3}}
+    cfg = {
+        "model": {"target": "net2net.training.translator.CINNModule",
+                  "params": {"flow_config": {"target": "net2net.flows.ConditionalINN", "params": flow},
+                             "optim": {"warmup_steps": 1}, "batch_size": 8}},
+        "data": {"target": "net2net.training.datamodule.DataModule", "params": {"batch_size": 8, "train": pairs}},
+        "lightning": {"trainer": {"max_steps": 1, "accelerator": "cpu", "precision": "auto", "enable_progress_bar": False,
+                                  "enable_model_summary": False, "num_sanity_val_steps": 0},
+                      "callbacks": {"image_logger": None}},
+    }  # fmt: skip
+    probed, built = [], []
+    real_trainer = run_mod.L.Trainer
+
+    class Trainer(real_trainer):  # records the precision it is built with
+        @functools.wraps(real_trainer.__init__)  # the same signature: train_from_config checks keys against it
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs["precision"])
+            super().__init__(*args, **kwargs)
+
+    def probe(tau, batch_size, device="cpu", repeats=4):
+        probed.append(batch_size)
+        return [0.3] * 4, [0.2] * 4  # bf16 1.5x faster
+
+    monkeypatch.setattr(trainer_precision_mod, "probe_step_seconds", probe)
+    monkeypatch.setattr(run_mod.L, "Trainer", Trainer)
+    run_mod.train_from_config([cfg], log_dir=tmp_path / "run")
+    assert probed == [8] and built == ["bf16-mixed"]

@@ -581,11 +581,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job: text -> Fashion-MNIST images (trains once, ~10 min on 2 cores, then reuses)",
+        help="the main job: text -> Fashion-MNIST images (trains once, then reuses; first run ~10 min on 2 idle cores, far longer on a busy machine: use OMP_NUM_THREADS=1 there)",
         description="text2image (default): Sentence-BERT -> the shipped Fashion-MNIST autoencoder through a cINN "
         "trained on cached latents; writes OUT/text_to_image.png (several samples per prompt, including "
         "phrasings never seen in training), the raw tensors and OUT/metrics.json (classifier accuracy on the "
-        "held-out phrasings, diversity). digits: the small label -> 8x8 digits cINN. Each trains its shipped config "
+        "held-out phrasings, diversity). First run on 2 idle cores: about 10 minutes (estimated from the former "
+        "recipe's measured 14 minutes and the measured speed-ups, see benchmarks/README.md); on a busy machine "
+        "PyTorch's default threads slow training many times over: run OMP_NUM_THREADS=1 net2net demo there. "
+        "digits: the small label -> 8x8 digits cINN. Each trains its shipped config "
         "(configs/translation/text2image.yaml, configs/demo/digits.yaml) into $NET2NET_CACHE/runs/<task>-<key> "
         "(NET2NET_CACHE defaults to ~/.cache/net2net), keyed by the config and the weights it names, and the next "
         "call with the same settings reuses it; see docs/runs.md.",
@@ -601,8 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--temperature", type=float, default=1.0,
                       help="text2image: sampling temperature of the PNG, v ~ N(0, T^2 I) (default: %(default)s)")
     demo.add_argument("--precision", default=None, choices=["32", "bf16", "auto"],
-                      help="text2image: training precision; auto = bf16 mixed where bf16 products measure faster "
-                      "(default: float32)")
+                      help="text2image: training precision; auto = bf16 mixed where the model's own training step "
+                      "measures faster (default: the config's, auto)")
     demo.set_defaults(func=_demo)
     return parser
 

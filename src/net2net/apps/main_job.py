@@ -61,7 +61,8 @@ def text2image_config(
 ) -> dict[str, Any]:
     """The main job's training config: ``configs/translation/text2image.yaml`` as shipped with the package, with the
     command line's ``steps``, ``seed`` and ``precision`` (``"32"``, ``"bf16"`` or ``"auto"``, see
-    :mod:`net2net.training.precision`; None keeps the config's float32), applied by
+    :mod:`net2net.training.precision`; None keeps the config's ``auto``: bf16 mixed where
+    the model's own training step measures faster), applied by
     :func:`net2net.training.runs.job_config`."""
     return job_config(TEXT2IMAGE_CONFIG, steps=steps, seed=seed, precision=precision)
 
@@ -172,7 +173,7 @@ def run_text2image(
         retrain: train from scratch even if a finished run exists.
         temperature: of the PNG's samples (v ~ N(0, T² I)); the metrics are computed at 1 and 0.7 either way.
         precision: training precision, ``"32"``, ``"bf16"`` (mixed) or ``"auto"`` (bf16 where measured faster);
-            None: float32. Sampling and the evaluation run in float32.
+            None: the config's (``auto``). Sampling and the evaluation run in float32.
 
     Returns:
         The metrics (also in ``metrics.json``), with ``png`` and ``run_dir``.

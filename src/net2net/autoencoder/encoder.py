@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from typing import Literal
+from itertools import chain
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["DiagonalGaussian", "Bottleneck", "Encoder", "check_image"]
+__all__ = ["Bottleneck", "DiagonalGaussian", "Encoder", "check_image"]
 
 NormKind = Literal["batch", "group"]
 
@@ -132,6 +135,11 @@ class Bottleneck(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
+def _fold(conv: Any, norm: Any) -> nn.Conv2d:
+    """``conv`` followed by the eval-mode BatchNorm ``norm`` as one convolution."""
+    return fuse_conv_bn_eval(conv, norm)
+
+
 class Encoder(nn.Module):
     """Θ: a ResNet of bottleneck stages, global average pooling and a linear Gaussian head (Tab. S2a).
 
@@ -182,6 +190,8 @@ class Encoder(nn.Module):
         self.z_dim = z_dim
         self.depths = depths
         self.base_width = base_width
+        self.norm = norm
+        self._folded: dict[str, Any] = {}  # inference copy with BatchNorm folded into the convolutions (not a submodule)
 
         if image_size >= 64:
             stem: list[nn.Module] = [
@@ -217,10 +227,44 @@ class Encoder(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def features(self, x: Tensor) -> Tensor:
-        """Pooled ResNet features ``(B, feature_dim)`` of images ``(B, C, H, W)``."""
+        """Pooled ResNet features ``(B, feature_dim)`` of images ``(B, C, H, W)``.
+
+        In eval mode without autograd (``torch.no_grad`` / ``torch.inference_mode``) BatchNorm runs folded into the
+        convolutions before it (:meth:`folded`): the same function (up to float rounding, ~1e-6) in about half the
+        time on a CPU, where each BatchNorm is otherwise another pass over the feature maps.
+        """
         check_image(x, "Encoder", self.in_channels, self.image_size)
-        h = self.stages(self.stem(x))  # (B, 32 * base_width, H', W')
+        if not self.training and not torch.is_grad_enabled() and self.norm == "batch":
+            h = self.folded()(x)
+        else:
+            h = self.stages(self.stem(x))  # (B, 32 * base_width, H', W')
         return h.mean(dim=(2, 3))  # global average pool -> (B, 32 * base_width)
+
+    def folded(self) -> nn.Module:
+        """``stem`` and ``stages`` with each BatchNorm folded into its convolution (eval-mode statistics), in the
+        weights' memory layout; rebuilt whenever a parameter or buffer changed (optimiser step, ``load_state_dict``,
+        ``.to``). Kept outside the module tree: the state dict is unchanged."""
+        if self.norm != "batch":
+            raise ValueError(f"Encoder.folded: only BatchNorm folds into a convolution, this encoder has {self.norm!r}")
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in chain(self.parameters(), self.buffers()))
+        if self._folded.get("key") != key:
+            with torch.inference_mode(False), torch.no_grad():
+                net: Any = copy.deepcopy(nn.Sequential(self.stem, self.stages)).eval()
+                net[0][0], net[0][1] = _fold(net[0][0], net[0][1]), nn.Identity()  # stem: conv, norm, ...
+                for block in net.modules():
+                    if isinstance(block, Bottleneck):
+                        block.conv1, block.norm1 = _fold(block.conv1, block.norm1), nn.Identity()
+                        block.conv2, block.norm2 = _fold(block.conv2, block.norm2), nn.Identity()
+                        block.conv3, block.norm3 = _fold(block.conv3, block.norm3), nn.Identity()
+                        if isinstance(block.shortcut, nn.Sequential):  # projection: conv, norm
+                            block.shortcut = _fold(block.shortcut[0], block.shortcut[1])
+                w: Any = self.stem[0].weight
+                if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+                    net = net.to(memory_format=torch.channels_last)
+                net.requires_grad_(False)
+            self._folded.clear()
+            self._folded.update(key=key, net=net)
+        return self._folded["net"]
 
     def forward(self, x: Tensor) -> DiagonalGaussian:
         """The posterior ``q(z | x)`` of images ``x`` in [-1, 1] of shape ``(B, in_channels, size, size)``."""

@@ -238,6 +238,7 @@ def encode_dataset(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=_collate)
     t0 = time.perf_counter()
     texts: dict[str, int] = {}  # distinct caption -> row of the source table
+    rows_of: dict[tuple[str, ...], Tensor] = {}  # an item's captions -> their rows of the table
     buffers: dict[str, list[Tensor]] = {}
     n_done, shard_files = 0, []
 
@@ -272,12 +273,15 @@ def encode_dataset(
         x = batch[source_key]
         if isinstance(x, list) and _is_text(x[0]):
             # caption lists: index into a table of distinct captions; -1 pads examples with fewer captions
-            lists = [[c] if isinstance(c, str) else list(c) for c in x]
-            width = max(len(c) for c in lists)
-            index = torch.full((len(lists), width), -1, dtype=torch.int32)
-            for i, caps in enumerate(lists):
-                for j, c in enumerate(caps):
-                    index[i, j] = texts.setdefault(c, len(texts))
+            # (items of a class share one caption tuple: its row of table indices is built once, not per item)
+            keys = [(c,) if isinstance(c, str) else tuple(c) for c in x]
+            for key in keys:
+                if key not in rows_of:
+                    rows_of[key] = torch.tensor([texts.setdefault(c, len(texts)) for c in key], dtype=torch.int32)
+            width = max(len(k) for k in keys)
+            index = torch.full((len(keys), width), -1, dtype=torch.int32)  # (B, most captions of an item)
+            for i, key in enumerate(keys):
+                index[i, : len(key)] = rows_of[key]
             entry["src_index"] = index
         else:
             entry["z_src"] = encode_source(source, x.to(device) if isinstance(x, Tensor) else x)

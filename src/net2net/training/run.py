@@ -212,10 +212,7 @@ def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     plugins = kwargs.get("plugins")
     plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
     kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-    if kwargs.get("precision") == "auto":  # bf16-mixed where measured faster, else 32-true
-        from .precision import trainer_precision
-
-        kwargs["precision"] = trainer_precision("auto", kwargs["accelerator"])
+    # "auto" (bf16-mixed where the model's own step is measured faster) is resolved in _train, once the model is built
     return kwargs
 
 
@@ -490,6 +487,10 @@ def train_from_config(
 def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, Any], resume: bool) -> Path:
     L.seed_everything(seed, workers=True, verbose=False)
     model = instantiate(cfg.model, "model")
+    if trainer_kwargs.get("precision") == "auto":  # bf16-mixed where the model's step measures faster, else 32-true
+        from .precision import trainer_precision
+
+        trainer_kwargs = {**trainer_kwargs, "precision": trainer_precision("auto", trainer_kwargs["accelerator"], model)}
     data = instantiate(cfg.data, "data")
     callbacks = _callbacks(cfg, log_dir)
     if isinstance(data, L.LightningDataModule):  # build the datasets now, so that their errors are config errors
