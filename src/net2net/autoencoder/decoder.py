@@ -217,8 +217,8 @@ class Decoder(nn.Module):
     def last_layer(self) -> Tensor:
         """The weight of the final convolution (the unnormalised one under spectral norm), for Eq. 17."""
         if parametrize.is_parametrized(self.out_conv, "weight"):
-            return self.out_conv.parametrizations.weight.original  # type: ignore[union-attr]
-        return self.out_conv.weight
+            return self.out_conv.parametrizations.weight.original  # type: ignore[union-attr,return-value]
+        return self.out_conv.weight  # type: ignore[return-value]  # a Conv2d's weight is a Parameter
 
     def class_probabilities(self, z: Tensor) -> Tensor:
         """Softmax over the ``n_classes`` pseudo classes, ``(B, n_classes)``."""

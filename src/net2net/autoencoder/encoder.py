@@ -120,7 +120,7 @@ class Bottleneck(nn.Module):
         self.norm2 = make_norm(norm, width)
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.norm3 = make_norm(norm, out_channels)
-        nn.init.zeros_(self.norm3.weight)
+        nn.init.zeros_(self.norm3.weight)  # type: ignore[arg-type]  # BatchNorm2d/GroupNorm: weight is a Parameter
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(

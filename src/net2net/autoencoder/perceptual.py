@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PerceptualDistance", "MobileNetV2", "VGG16Features", "available_backbones"]
+__all__ = ["MobileNetV2", "PerceptualDistance", "VGG16Features", "available_backbones"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -183,7 +183,7 @@ class _ConvBNReLU(nn.Sequential):
 class _InvertedResidual(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
-        hidden = int(round(cin * expand_ratio))
+        hidden = round(cin * expand_ratio)
         self.use_res_connect = stride == 1 and cin == cout
         layers: list[nn.Module] = []
         if expand_ratio != 1:
@@ -243,7 +243,8 @@ class MobileNetV2(nn.Module):
     def taps(self, x: Tensor) -> list[Tensor]:
         """Activations at :attr:`TAPS` (the outputs of those ``features`` blocks)."""
         out = []
-        for i, layer in enumerate(self.features[: self.TAPS[-1] + 1]):
+        blocks: nn.Sequential = self.features[: self.TAPS[-1] + 1]  # type: ignore[assignment]  # a slice is a Sequential
+        for i, layer in enumerate(blocks):
             x = layer(x)
             if i in self.TAPS:
                 out.append(x)
@@ -375,6 +376,9 @@ class PerceptualDistance(nn.Module):
     repeated to RGB) or 3 (RGB), and returns the ``(B,)`` distances.
     """
 
+    scale: Tensor  # buffers: [-1, 1] -> the backbone's normalised input, x * scale + shift
+    shift: Tensor
+
     def __init__(
         self,
         backbone: str = "efficientnet_lite0",
@@ -394,7 +398,7 @@ class PerceptualDistance(nn.Module):
         self.default_size = default_size
 
         if name == "efficientnet_lite0":
-            self.net: nn.Module = _EfficientNetLite0(weights_path)
+            self.net: _EfficientNetLite0 | MobileNetV2 | VGG16Features = _EfficientNetLite0(weights_path)
         elif name == "mobilenet_v2":
             if weights_path is None:
                 weights_path = _mobilenet_weights_file()
@@ -412,7 +416,7 @@ class PerceptualDistance(nn.Module):
             sd = _vgg16_state_dict(_load_state_dict_file(weights_path, name), weights_path)
             _load_strict(self.net, sd, name, weights_path)
         self.weights_path = None if weights_path is None else str(weights_path)
-        self.tap_channels: tuple[int, ...] = tuple(self.net.TAP_CHANNELS)  # type: ignore[arg-type]
+        self.tap_channels: tuple[int, ...] = tuple(self.net.TAP_CHANNELS)
 
         # [-1, 1] -> [0, 1] -> (v - mean) / std, folded into one affine map: v' = x * scale + shift
         mean_t = torch.tensor(mean).view(1, 3, 1, 1)
@@ -490,7 +494,7 @@ class PerceptualDistance(nn.Module):
             with torch.no_grad():
                 fixed = self.features(y if x.requires_grad else x)
             tracked = self.features(x if x.requires_grad else y)
-            pairs = list(zip(tracked, fixed))
+            pairs = list(zip(tracked, fixed, strict=True))
         dist = x.new_zeros(b, dtype=self.scale.dtype)
         for fx, fy in pairs:
             dist = dist + (fx - fy).square().sum(dim=1).mean(dim=(1, 2))

@@ -240,7 +240,7 @@ def encode_dataset(
     texts: dict[str, int] = {}  # distinct caption -> row of the source table
     rows_of: dict[tuple[str, ...], Tensor] = {}  # an item's captions -> their rows of the table
     buffers: dict[str, list[Tensor]] = {}
-    n_done, shard_files = 0, []
+    n_done, shard_files = 0, list[str]()
 
     def flush(final: bool) -> None:
         nonlocal buffers
