@@ -60,3 +60,29 @@ def test_cli_help_and_bad_arguments(capsys) -> None:
 def test_console_script_is_installed() -> None:
     out = subprocess.run([sys.executable, "-m", "net2net.cli", "demo", "--help"], capture_output=True, text=True, check=True)
     assert "text_to_image.png" in out.stdout and "digits" in out.stdout
+
+
+def test_demo_threads_follow_the_load_unless_told(monkeypatch) -> None:
+    import os
+
+    import torch
+
+    from net2net.training.run import choose_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+        assert choose_threads() == 2  # idle: PyTorch's threads stay
+        monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+        assert choose_threads() == 1  # busy: one thread
+        torch.set_num_threads(2)
+        assert choose_threads(2) == 2  # asked for: kept, busy or not
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert choose_threads() == 2  # the user's environment decides
+        with pytest.raises(ValueError, match="threads must be a positive int, got 0"):
+            choose_threads(0)
+    finally:
+        torch.set_num_threads(before)

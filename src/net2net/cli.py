@@ -43,6 +43,11 @@ def _import_user_modules(modules: Sequence[str]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .training.run import choose_threads
+
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be a positive integer, got {args.threads}")
+    choose_threads(args.threads)  # one thread on a busy machine unless told otherwise
     if args.task == "digits":
         from .apps.demo import run_demo
 
@@ -247,7 +252,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training.run import train_from_config
+    from .training.run import choose_threads, train_from_config
 
     configs = [a for a in args.items if "=" not in a]
     overrides = [a for a in args.items if "=" in a]
@@ -260,11 +265,9 @@ def _train(args: argparse.Namespace) -> int:
     if not configs:
         raise CLIError("give at least one YAML config file before the key=value overrides")
     if args.threads is not None:
-        import torch
-
         if args.threads < 1:
             raise CLIError(f"--threads must be a positive integer, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        choose_threads(args.threads)
     log_dir = train_from_config(configs, overrides, log_dir=args.log_dir, resume=not args.no_resume)
     print(f"net2net train: done; outputs in {log_dir}")
     return 0
@@ -587,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
         "phrasings never seen in training), the raw tensors and OUT/metrics.json (classifier accuracy on the "
         "held-out phrasings, diversity). First run on 2 idle cores: about 10 minutes (estimated from the former "
         "recipe's measured 14 minutes and the measured speed-ups, see benchmarks/README.md); on a busy machine "
-        "PyTorch's default threads slow training many times over: run OMP_NUM_THREADS=1 net2net demo there. "
+        "PyTorch's default threads slow training many times over, so the demo then uses 1 thread (--threads). "
         "digits: the small label -> 8x8 digits cINN. Each trains its shipped config "
         "(configs/translation/text2image.yaml, configs/demo/digits.yaml) into $NET2NET_CACHE/runs/<task>-<key> "
         "(NET2NET_CACHE defaults to ~/.cache/net2net), keyed by the config and the weights it names, and the next "
@@ -603,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="train again even if a trained model exists")
     demo.add_argument("--temperature", type=float, default=1.0,
                       help="text2image: sampling temperature of the PNG, v ~ N(0, T^2 I) (default: %(default)s)")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="PyTorch CPU threads (default: OMP_NUM_THREADS if set; else one per core, or 1 when the "
+                      "load average says the cores are busy)")
     demo.add_argument("--precision", default=None, choices=["32", "bf16", "auto"],
                       help="text2image: training precision; auto = bf16 mixed where the model's own training step "
                       "measures faster (default: the config's, auto)")

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # tab -> (title, the command that makes its run, about how long that takes on 2 cores)
 TABS: dict[str, tuple[str, str]] = {
-    "text": ("Text → image", "net2net demo  (about 14 min)"),
+    "text": ("Text → image", "net2net demo  (about 10 min on 2 idle cores)"),
     "exemplar": ("Exemplar-guided synthesis", "net2net reproduce exemplar --quick  (about 5 min)"),
     "diagnosis": ("Layer diagnosis", "net2net reproduce diagnosis --quick  (about 25 min)"),
     "unpaired": ("Unpaired transfer", "net2net reproduce unpaired --quick  (about 5 min)"),

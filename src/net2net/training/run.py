@@ -375,6 +375,37 @@ class ProgressLog(L.Callback):
             self._t_last, self._step_last = now, trainer.global_step
 
 
+def choose_threads(requested: int | None = None) -> int:
+    """Set PyTorch's CPU threads for a run and return the number.
+
+    ``requested`` wins; else a thread count set through ``OMP_NUM_THREADS`` is kept; else, on a machine whose load
+    leaves fewer free cores than PyTorch's default threads, one thread is used (on the shared 2-core machine, one
+    thread trained the main job at about 1 step/s where the default two managed 0.13-0.24, benchmarks/README.md).
+
+    Raises:
+        ValueError: ``requested`` is not a positive int.
+    """
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"threads must be a positive int, got {requested!r}")
+        torch.set_num_threads(requested)
+    elif "OMP_NUM_THREADS" not in os.environ and _busy(torch.get_num_threads()):
+        log.warning("the machine is busy (load average %.1f on %d cores): training with 1 PyTorch thread, which is "
+                    "faster here than %d competing ones (set OMP_NUM_THREADS or --threads to choose)",
+                    os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads())  # fmt: skip
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
+
+
+def _busy(threads: int) -> bool:
+    """Whether the load average leaves ``threads`` (> 1) PyTorch threads fewer cores than they need."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return False
+    return threads > 1 and load + threads > (os.cpu_count() or 1) + 0.5
+
+
 def _warn_if_busy() -> None:
     """Warn when the machine's load leaves PyTorch's threads fewer cores than it uses (it then slows down a lot)."""
     cores = os.cpu_count() or 1
@@ -383,7 +414,7 @@ def _warn_if_busy() -> None:
     except OSError:
         return
     threads = torch.get_num_threads()
-    if threads > 1 and load + threads > cores + 0.5:
+    if _busy(threads):
         log.warning("the machine is busy (load average %.1f on %d cores) and PyTorch uses %d threads: they may slow "
                     "each other down; try `net2net train --threads 1`", load, cores, threads)  # fmt: skip
 
