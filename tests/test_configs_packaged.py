@@ -49,3 +49,4 @@ def test_built_wheel_contains_the_configs(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"net2net/{p.relative_to(PACKAGE).as_posix()}" for p in (PACKAGE / "configs").rglob("*.yaml")}
     assert "net2net/configs/translation/text2image.yaml" in expected and expected <= names
+    assert "net2net/data/captions.json" in names  # the main job's phrasings are package data too
