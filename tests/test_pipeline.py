@@ -297,3 +297,26 @@ def test_atomic_safetensors_have_usual_permissions(tmp_path: Path) -> None:
     os.umask(umask)
     path = atomic_save_safetensors({"x": torch.zeros(2)}, tmp_path / "x.safetensors")
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_main_job_rerun_reuses_the_evaluation_of_the_same_weights(tmp_path: Path) -> None:
+    """The held-out evaluation is kept beside the run, keyed by the settings and the weights' digest."""
+    from net2net.apps.main_job import cached_evaluation
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "cinn.safetensors").write_bytes(b"weights 1")
+    calls: list[int] = []
+
+    def evaluate() -> dict:
+        calls.append(1)
+        return {"held_out_accuracy": 0.5 + len(calls) / 100}
+
+    first = cached_evaluation(run, "samples100-seed2", evaluate)
+    assert cached_evaluation(run, "samples100-seed2", evaluate) == first and len(calls) == 1  # reused
+    assert cached_evaluation(run, "samples10-seed2", evaluate) != first and len(calls) == 2  # other settings
+    (run / "cinn.safetensors").write_bytes(b"weights 2")  # retrained in place
+    assert cached_evaluation(run, "samples100-seed2", evaluate)["held_out_accuracy"] == 0.53 and len(calls) == 3
+    (run / "evaluation-samples100-seed2.json").write_text("{broken")  # a damaged file is evaluated again
+    cached_evaluation(run, "samples100-seed2", evaluate)
+    assert len(calls) == 4

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..data import FASHION_MNIST_CAPTIONS, FASHION_MNIST_CLASSES, FashionMNIST
 from ..data.captions import HELD_OUT_ORIGINAL
 from ..images import make_grid
-from ..io import atomic_path, atomic_save_safetensors
+from ..io import atomic_path, atomic_save_safetensors, file_digest
 from ..metrics import mean_pairwise_distance
 from ..training.runs import job_config, train_or_reuse
 from .translate import Net2Net
@@ -150,6 +150,27 @@ def _evaluate_at(model: Net2Net, classify: Any, samples_per_caption: int, seed: 
     }
 
 
+def cached_evaluation(run: Path, settings: str, evaluate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``evaluate()``'s metrics, kept in ``<run>/evaluation-<settings>.json`` with the digest of the run's
+    ``cinn.safetensors``: a rerun on the same finished run and settings reads them (the held-out evaluation is most
+    of a rerun's time), a retrained run (another digest) evaluates again."""
+    weights = Path(run) / "cinn.safetensors"
+    digest = file_digest(weights)
+    path = Path(run) / f"evaluation-{settings}.json"
+    if path.is_file():
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            kept = None
+        if isinstance(kept, dict) and kept.get("cinn_sha256") == digest and isinstance(kept.get("metrics"), dict):
+            log.info("held-out evaluation of this run and settings reused from %s", path)
+            return dict(kept["metrics"])
+    metrics = evaluate()
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"cinn_sha256": digest, "metrics": metrics}, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
 def run_text2image(
     out_dir: str | Path = "outputs/demo",
     run_dir: str | Path | None = None,
@@ -197,8 +218,11 @@ def run_text2image(
     atomic_save_safetensors({"images": images, "classes": torch.tensor([c for _, c, _ in DEMO_PROMPTS])},
                             out / "text_to_image.safetensors", metadata={"prompts": json.dumps(prompts)})  # fmt: skip
 
-    classifier = load_classifier("pretrained:fashion_mnist_classifier")
-    metrics = evaluate_text2image(model, classifier, samples_per_caption=eval_samples, seed=seed + 2)
+    metrics = cached_evaluation(
+        run, f"samples{eval_samples}-seed{seed + 2}",
+        lambda: evaluate_text2image(model, load_classifier("pretrained:fashion_mnist_classifier"),
+                                    samples_per_caption=eval_samples, seed=seed + 2),
+    )  # fmt: skip
     metrics.update(png_temperature=temperature, trained_now=trained.trained_now, train_seconds=round(train_seconds, 1),
                    run_dir=str(run), steps=cfg["lightning"]["trainer"]["max_steps"],
                    seconds_total=round(time.perf_counter() - t0, 1))  # fmt: skip
