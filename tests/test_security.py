@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -72,7 +73,7 @@ def test_corrupt_weights_files_name_the_file(tmp_path: Path) -> None:
 
 
 # -- a run folder's config imports only net2net unless trusted ---------------------------------------------------
-def _run_folder(root: Path, source: dict[str, Any]) -> Path:
+def _run_folder(root: Path, source: dict[str, Any], cond_dim: int = 3) -> Path:
     """A finished-looking run folder: config.yaml naming the experts, and an (untrained) cinn.safetensors."""
     run = root / "run"
     run.mkdir()
@@ -82,8 +83,8 @@ def _run_folder(root: Path, source: dict[str, Any]) -> Path:
                    "params": {"path": "pretrained:fashion_mnist_autoencoder"}},
         "train": {"target": "net2net.data.Digits"}}}}  # fmt: skip
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    tau = ConditionalINN(dim=64, cond_dim=3, n_blocks=1, hidden_dim=8, embedding_dim=4)
-    tau(torch.randn(16, 64), torch.randn(16, 3))  # a training-mode pass initialises ActNorm
+    tau = ConditionalINN(dim=64, cond_dim=cond_dim, n_blocks=1, hidden_dim=8, embedding_dim=4)
+    tau(torch.randn(16, 64), torch.randn(16, cond_dim))  # a training-mode pass initialises ActNorm
     save_cinn(tau, run / "cinn.safetensors")
     return run
 
@@ -344,7 +345,7 @@ def test_cli_translate_answers_bad_input_in_one_line(
     cases = [
         (["translate", str(tmp_path / "missing"), "--labels", "1"], "no such folder"),
         (["translate", str(tmp_path), "--labels", "1"], "is not a training run folder"),
-        (["translate", str(label_run), "--out", out], "give --text SENTENCE ... or --labels INT"),
+        (["translate", str(label_run), "--out", out], "give --text SENTENCE ..., --labels INT ... or --images"),
         (["translate", str(label_run), "--labels", "1", "-n", "0", "--out", out], "-n must be a positive integer"),
         (["translate", str(label_run), "--labels", "1", "--temperature", "-1", "--out", out], "finite number >= 0"),
         (["translate", str(label_run), "--labels", "1", "--temperature", "inf", "--out", out], "finite number >= 0"),
@@ -368,7 +369,23 @@ def test_cli_translate_on_an_image_source_and_train_errors(tmp_path: Path, capsy
     run = _run_folder(tmp_path, {"target": "net2net.experts.layer.classifier_expert",
                                  "params": {"path_or_model": "pretrained:fashion_mnist_classifier", "layer": "stage2"}})
     code, err = _cli(capsys, "translate", str(run), "--labels", "1", "--out", str(tmp_path / "o"))
-    assert code == 2 and len(err) == 1 and "reads images" in err[0] and "Net2Net.from_run" in err[0]
+    assert code == 2 and len(err) == 1 and "reads images" in err[0] and "give --images FILE.npy" in err[0]
+    images = np.linspace(-1, 1, 3 * 28 * 28, dtype=np.float32).reshape(3, 28, 28)  # (N, H, W): gray images
+    np.save(tmp_path / "images.npy", images)
+    (tmp_path / "logits").mkdir()
+    run = _run_folder(tmp_path / "logits", {"target": "net2net.experts.layer.classifier_expert", "params": {
+        "path_or_model": "pretrained:fashion_mnist_classifier", "layer": "fc"}}, cond_dim=10)  # fmt: skip
+    code, err = _cli(capsys, "translate", str(run), "--images", str(tmp_path / "images.npy"), "-n", "2",
+                     "--out", str(tmp_path / "o"))  # fmt: skip
+    assert code == 0 and (tmp_path / "o" / "translations.png").is_file()
+    np.save(tmp_path / "big.npy", images * 3)
+    np.save(tmp_path / "nan.npy", np.where(np.arange(3)[:, None, None] == 1, np.nan, images))
+    np.save(tmp_path / "ints.npy", np.zeros((2, 28, 28), dtype=np.int64))
+    for file, message in (("big.npy", "values must lie in [-1, 1]"), ("nan.npy", "NaN or inf in image(s) [1]"),
+                          ("ints.npy", "expected floats in [-1, 1], got dtype int64"), ("x.png", "expected a .npy"),
+                          ("none.npy", "no such file")):  # fmt: skip
+        code, err = _cli(capsys, "translate", str(run), "--images", str(tmp_path / file), "--out", str(tmp_path / "o"))
+        assert code == 2 and len(err) == 1 and message in err[0], (file, err)
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(_config()))
     code, err = _cli(capsys, "train", str(cfg), "modle.params.x=1", "--log-dir", str(tmp_path / "r"))

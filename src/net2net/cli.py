@@ -146,6 +146,38 @@ def _check_out_dir(out: Path) -> None:
         raise CLIError(f"--out {out}: cannot write there ({parent} is not a writable folder)")
 
 
+def _read_images(path: str, most: int = 256) -> Any:
+    """Images for `translate --images`: a ``.npy`` array ``(N, C, H, W)`` or ``(N, H, W)`` of finite floats in
+    [-1, 1] with at most ``most`` rows, as a float32 tensor ``(N, C, H, W)``; anything else is a one-line error."""
+    import numpy as np
+    import torch
+
+    p = Path(path)
+    if p.suffix != ".npy":
+        raise CLIError(f"--images {path}: expected a .npy file (np.save of an array (N, C, H, W)), got {p.suffix!r}")
+    if not p.is_file():
+        raise CLIError(f"--images {path}: no such file")
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        raise CLIError(f"--images {path}: not a plain .npy array ({e})") from e
+    if arr.ndim == 3:
+        arr = arr[:, None]  # (N, H, W) -> (N, 1, H, W)
+    if arr.ndim != 4 or not 1 <= len(arr) <= most:
+        raise CLIError(f"--images {path}: expected (N, C, H, W) or (N, H, W) with 1 <= N <= {most}, got shape "
+                       f"{tuple(np.shape(np.load(p, mmap_mode='r', allow_pickle=False)))}")  # fmt: skip
+    if arr.dtype.kind != "f":
+        raise CLIError(f"--images {path}: expected floats in [-1, 1], got dtype {arr.dtype}")
+    x = torch.from_numpy(np.array(arr, dtype=np.float32))  # a copy: the memory map is read-only
+    bad = (~torch.isfinite(x.flatten(1))).any(1).nonzero().flatten().tolist()
+    if bad:
+        raise CLIError(f"--images {path}: NaN or inf in image(s) {bad[:10]}")
+    if x.min() < -1.001 or x.max() > 1.001:
+        raise CLIError(f"--images {path}: values must lie in [-1, 1] (the experts' image range), got "
+                       f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")  # fmt: skip
+    return x.clamp(-1, 1)
+
+
 def _translate(args: argparse.Namespace) -> int:
     import torch
 
@@ -159,10 +191,12 @@ def _translate(args: argparse.Namespace) -> int:
     if not (run / "config.yaml").is_file():
         raise CLIError(f"{run} is not a training run folder (no config.yaml)" if run.is_dir()
                        else f"{run}: no such folder")  # fmt: skip
-    if args.text is None and args.labels is None:
-        raise CLIError("give --text SENTENCE ... or --labels INT ...")
-    if args.text is not None and args.labels is not None:
-        raise CLIError("give --text or --labels, not both")
+    given = [flag for flag, v in (("--text", args.text), ("--labels", args.labels), ("--images", args.images)) if v]
+    if not given:
+        raise CLIError("give --text SENTENCE ..., --labels INT ... or --images FILE.npy")
+    if len(given) > 1:
+        raise CLIError(f"give one of --text, --labels, --images, not {' and '.join(given)}")
+    pictures = _read_images(args.images) if args.images is not None else None
     if args.n < 1:
         raise CLIError(f"-n must be a positive integer, got {args.n}")
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
@@ -174,10 +208,12 @@ def _translate(args: argparse.Namespace) -> int:
     text_module = sys.modules.get("net2net.experts.text")  # loaded when the run's source is a sentence encoder
     is_text = text_module is not None and isinstance(source, text_module.SentenceEncoder)
     kind = "labels" if isinstance(source, LabelEncoder) else "text" if is_text else "images"
-    if kind == "images":
-        raise CLIError(f"the source expert of {run} ({type(source).__name__}) reads images; `net2net translate` takes "
-                       "--text or --labels: translate images with the Python API, Net2Net.from_run(RUN).translate("
-                       "images, n) with images of shape (B, C, H, W) in [-1, 1]")  # fmt: skip
+    if kind == "images" and pictures is None:
+        raise CLIError(f"the source expert of {run} ({type(source).__name__}) reads images: give --images FILE.npy "
+                       "(an array (N, C, H, W) or (N, H, W) of floats in [-1, 1])")  # fmt: skip
+    if kind != "images" and pictures is not None:
+        raise CLIError(f"the source expert of {run} ({type(source).__name__}) reads {kind}, not images: use "
+                       f"--{kind}")  # fmt: skip
     if kind == "text" and args.labels is not None:
         raise CLIError(f"the source expert of {run} ({type(source).__name__}) reads text: use --text, not --labels")
     if kind == "labels" and args.text is not None:
@@ -186,8 +222,8 @@ def _translate(args: argparse.Namespace) -> int:
         bad = [x for x in args.labels if not 0 <= x < source.n_classes]
         if bad:
             raise CLIError(f"--labels must lie in 0..{source.n_classes - 1} for this run, got {bad}")
-    inputs: object = list(args.text) if kind == "text" else torch.tensor(args.labels)
-    n_inputs = len(args.text if kind == "text" else args.labels)
+    inputs: object = list(args.text) if kind == "text" else pictures if kind == "images" else torch.tensor(args.labels)
+    n_inputs = len(args.text) if kind == "text" else len(pictures) if pictures is not None else len(args.labels)
 
     g = torch.Generator().manual_seed(args.seed)
     first = model.translate(inputs, n=1, temperature=args.temperature, generator=g)  # (B, 1, C, H, W): the shape
@@ -547,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "$NET2NET_CACHE/runs (e.g. text2image, the main job's; see net2net runs)")  # fmt: skip
     translate.add_argument("--text", nargs="+", default=None, help="sentences (text sources)")
     translate.add_argument("--labels", nargs="+", type=int, default=None, help="class or domain labels (label sources)")
+    translate.add_argument("--images", default=None, metavar="FILE.npy",
+                           help="images (N, C, H, W) or (N, H, W) in [-1, 1], N <= 256 (image sources)")
     _add_sampling_args(translate, "translations per input")
     translate.add_argument("--out", default="outputs/translate", help="output folder (default: %(default)s)")
     _add_module_args(translate, run=True)
