@@ -80,6 +80,8 @@ def test_wrong_outputs_and_files_get_clear_errors(files, tmp_path) -> None:
         ProgramExpert(encoder=d / "dec.pt").encode(torch.randn(4, 2))  # (4, 2) into Linear(3, 16)
     with pytest.raises(ValueError, match=r"decoder returned shape \(4, 3\); expected images"):
         ProgramExpert(decoder=d / "enc.pt").decode(torch.randn(4, 1, 4, 4))  # an encoder as decoder: (B, 3) codes
+    with pytest.raises(ValueError, match=r"B >= 1, received shape \(0, 1, 4, 4\)"):
+        source.encode(torch.zeros(0, 1, 4, 4))
     nan = torch.full((2, 1, 4, 4), float("nan"))
     with pytest.raises(ValueError, match="non-finite"):
         source.encode(nan)

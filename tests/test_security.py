@@ -381,8 +381,10 @@ def test_cli_translate_on_an_image_source_and_train_errors(tmp_path: Path, capsy
     np.save(tmp_path / "big.npy", images * 3)
     np.save(tmp_path / "nan.npy", np.where(np.arange(3)[:, None, None] == 1, np.nan, images))
     np.save(tmp_path / "ints.npy", np.zeros((2, 28, 28), dtype=np.int64))
+    np.save(tmp_path / "flat.npy", np.zeros((2, 5), dtype=np.float32))
     for file, message in (("big.npy", "values must lie in [-1, 1]"), ("nan.npy", "NaN or inf in image(s) [1]"),
                           ("ints.npy", "expected floats in [-1, 1], got dtype int64"), ("x.png", "expected a .npy"),
+                          ("flat.npy", "or (N, H, W) with 1 <= N <= 256, got shape (2, 5)"),
                           ("none.npy", "no such file")):  # fmt: skip
         code, err = _cli(capsys, "translate", str(run), "--images", str(tmp_path / file), "--out", str(tmp_path / "o"))
         assert code == 2 and len(err) == 1 and message in err[0], (file, err)

@@ -42,12 +42,19 @@ def _import_user_modules(modules: Sequence[str]) -> None:
             raise CLIError(f"--import {name}: {type(e).__name__}: {e}") from e
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _threads(requested: int | None, auto: bool = False) -> None:
+    """``--threads``: PyTorch's CPU threads (``auto``: :func:`~net2net.training.run.choose_threads` picks one thread
+    on a busy machine when none is requested)."""
     from .training.run import choose_threads
 
-    if args.threads is not None and args.threads < 1:
-        raise CLIError(f"--threads must be a positive integer, got {args.threads}")
-    choose_threads(args.threads)  # one thread on a busy machine unless told otherwise
+    if requested is not None and requested < 1:
+        raise CLIError(f"--threads must be a positive integer, got {requested}")
+    if requested is not None or auto:
+        choose_threads(requested)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _threads(args.threads, auto=True)  # one thread on a busy machine unless told otherwise
     if args.task == "digits":
         from .apps.demo import run_demo
 
@@ -161,11 +168,12 @@ def _read_images(path: str, most: int = 256) -> Any:
         arr = np.load(p, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
         raise CLIError(f"--images {path}: not a plain .npy array ({e})") from e
+    shape = arr.shape
     if arr.ndim == 3:
         arr = arr[:, None]  # (N, H, W) -> (N, 1, H, W)
     if arr.ndim != 4 or not 1 <= len(arr) <= most:
         raise CLIError(f"--images {path}: expected (N, C, H, W) or (N, H, W) with 1 <= N <= {most}, got shape "
-                       f"{tuple(np.shape(np.load(p, mmap_mode='r', allow_pickle=False)))}")  # fmt: skip
+                       f"{shape}")  # fmt: skip
     if arr.dtype.kind != "f":
         raise CLIError(f"--images {path}: expected floats in [-1, 1], got dtype {arr.dtype}")
     x = torch.from_numpy(np.array(arr, dtype=np.float32))  # a copy: the memory map is read-only
@@ -288,7 +296,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training.run import choose_threads, train_from_config
+    from .training.run import train_from_config
 
     configs = [a for a in args.items if "=" not in a]
     overrides = [a for a in args.items if "=" in a]
@@ -301,9 +309,7 @@ def _train(args: argparse.Namespace) -> int:
     if not configs:
         raise CLIError("give at least one YAML config file before the key=value overrides")
     if args.threads is not None:
-        if args.threads < 1:
-            raise CLIError(f"--threads must be a positive integer, got {args.threads}")
-        choose_threads(args.threads)
+        _threads(args.threads)
     log_dir = train_from_config(configs, overrides, log_dir=args.log_dir, resume=not args.no_resume)
     print(f"net2net train: done; outputs in {log_dir}")
     return 0

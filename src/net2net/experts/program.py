@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..io import file_digest
 from .protocols import FINGERPRINT_LENGTH, FrozenExpert, check_code
 
 __all__ = ["ProgramExpert", "load_program"]
@@ -56,7 +57,7 @@ def load_program(path: PathLike) -> nn.Module:
         raise FileNotFoundError(f"ProgramExpert: no such file {str(path)!r}")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"ProgramExpert: {str(path)!r} is not a TorchScript archive (not a zip file); save the "
-                         "model with torch.jit.script(model).save(path) or torch.jit.trace(model, x).save(path)")  # fmt: skip
+                         "model with torch.jit.script(model).save(path) or torch.jit.trace(model, x).save(path)")
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
     if any(n.endswith("archive_format") or "/models/" in n for n in names) and not any("/code/" in n for n in names):
@@ -70,14 +71,6 @@ def load_program(path: PathLike) -> nn.Module:
         warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=DeprecationWarning)
         module = torch.jit.load(str(path), map_location="cpu")
     return _Program(module).requires_grad_(False).eval()
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ProgramExpert(FrozenExpert):
@@ -118,14 +111,14 @@ class ProgramExpert(FrozenExpert):
         """A short hex digest of the archives' bytes (a re-exported model invalidates cached latents)."""
         h = hashlib.sha256(f"class={type(self).__module__}.{type(self).__qualname__}".encode())
         for name, path in sorted(self.paths.items()):
-            h.update(f"\n{name}={_file_digest(path)}".encode())
+            h.update(f"\n{name}={file_digest(path)}".encode())
         return h.hexdigest()[:FINGERPRINT_LENGTH]
 
     def _run(self, net: nn.Module, x: Tensor, who: str, spatial: bool) -> Tensor:
         if not isinstance(x, Tensor):
             raise TypeError(f"{who}: expected a tensor (B, ...), received {type(x).__name__}")
-        if x.dim() == 0:
-            raise ValueError(f"{who}: expected a batch (B, ...), received a scalar")
+        if x.dim() == 0 or len(x) == 0:
+            raise ValueError(f"{who}: expected a batch (B, ...) with B >= 1, received shape {tuple(x.shape)}")
         outs = []
         with torch.no_grad():
             for i in range(0, len(x), self.batch_size):
@@ -141,7 +134,7 @@ class ProgramExpert(FrozenExpert):
                     bad = int((~torch.isfinite(out.flatten(1))).any(1).sum())
                     raise ValueError(f"{who} returned non-finite values (NaN or inf) in {bad} of {len(chunk)} rows")
                 outs.append(out)
-        return torch.cat(outs) if outs else x.new_zeros(0)
+        return torch.cat(outs)
 
     def encode(self, x: Tensor) -> Tensor:
         """``z = encoder(x)``: ``(B, D)`` (or ``(B, C, H, W)``), checked; no gradient."""

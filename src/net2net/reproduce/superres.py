@@ -26,7 +26,6 @@ upsampling gives one blurry answer.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from torch import Tensor
 
 from ..data import DCGANFaces
 from ..experts.encoder_source import resize_images
+from ..io import file_digest
 from ..metrics import domain_fid, mean_pairwise_distance, psnr
 from .experiment import (
     Experiment,
@@ -173,10 +173,6 @@ def face_config(settings: SuperresSettings) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
-
-
 def _paired_metrics(images: Tensor, low: Tensor, real: Tensor) -> dict[str, float]:
     """Consistency, fidelity and diversity of ``m`` outputs per input, ``images`` ``(N, m, C, H, W)``.
 
@@ -212,7 +208,8 @@ def _fashion_part(exp: Experiment[SuperresSettings], g: torch.Generator) -> dict
     ae_run = exp.train("ae14", low_res_autoencoder_config(settings), "superres-ae14", "autoencoder.safetensors")
     ae_weights = ae_run / "autoencoder.safetensors"
     # the cINN run is named after the autoencoder's weights too: retrained weights -> a new cINN
-    run = exp.train("fmnist_cinn", fashion_config(ae_weights, settings), f"superres-fmnist-{_file_digest(ae_weights)}")
+    run = exp.train("fmnist_cinn", fashion_config(ae_weights, settings),
+                    f"superres-fmnist-{file_digest(ae_weights)[:8]}")  # fmt: skip
     tau = load_cinn(run / "cinn.safetensors")
     phi = low_res_encoder(ae_weights)
     target, classifier = shipped_autoencoder(), shipped_classifier()

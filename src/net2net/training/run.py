@@ -389,34 +389,33 @@ def choose_threads(requested: int | None = None) -> int:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise ValueError(f"threads must be a positive int, got {requested!r}")
         torch.set_num_threads(requested)
-    elif "OMP_NUM_THREADS" not in os.environ and _busy(torch.get_num_threads()):
+    elif "OMP_NUM_THREADS" not in os.environ and _busy(torch.get_num_threads(), load := _load_average()):
         log.warning("the machine is busy (load average %.1f on %d cores): training with 1 PyTorch thread, which is "
                     "faster here than %d competing ones (set OMP_NUM_THREADS or --threads to choose)",
-                    os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads())  # fmt: skip
+                    load, os.cpu_count() or 1, torch.get_num_threads())  # fmt: skip
         torch.set_num_threads(1)
     return torch.get_num_threads()
 
 
-def _busy(threads: int) -> bool:
-    """Whether the load average leaves ``threads`` (> 1) PyTorch threads fewer cores than they need."""
+def _load_average() -> float | None:
+    """The 1-minute load average, ``None`` where the OS has none."""
     try:
-        load = os.getloadavg()[0]
+        return os.getloadavg()[0]
     except OSError:
-        return False
-    return threads > 1 and load + threads > (os.cpu_count() or 1) + 0.5
+        return None
+
+
+def _busy(threads: int, load: float | None) -> bool:
+    """Whether the load average leaves ``threads`` (> 1) PyTorch threads fewer cores than they need."""
+    return load is not None and threads > 1 and load + threads > (os.cpu_count() or 1) + 0.5
 
 
 def _warn_if_busy() -> None:
     """Warn when the machine's load leaves PyTorch's threads fewer cores than it uses (it then slows down a lot)."""
-    cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return
-    threads = torch.get_num_threads()
-    if _busy(threads):
+    threads, load = torch.get_num_threads(), _load_average()
+    if _busy(threads, load):
         log.warning("the machine is busy (load average %.1f on %d cores) and PyTorch uses %d threads: they may slow "
-                    "each other down; try `net2net train --threads 1`", load, cores, threads)  # fmt: skip
+                    "each other down; try `net2net train --threads 1`", load, os.cpu_count() or 1, threads)  # fmt: skip
 
 
 def _check_dims(model: Any, data: Any) -> None:
