@@ -242,7 +242,7 @@ def _trainer(tmp_path, **kwargs) -> L.Trainer:
 
 
 def test_training_budget_writes_both_snapshots_and_stops(tmp_path):
-    module = TranslatorModule("spline", {"dim": DIM, "cond_dim": COND, **SMALL["spline"]}, {"warmup_steps": 2})
+    module = TranslatorModule("spline", {"dim": DIM, "cond_dim": COND, **SMALL["spline"]}, optim={"warmup_steps": 2})
     budget = TrainingBudget(steps=3, seconds=1e-3)
     trainer = _trainer(tmp_path, max_steps=1000, callbacks=[budget])
     trainer.fit(module, train_dataloaders=_loader())
@@ -293,6 +293,16 @@ def test_module_fits_the_linear_translator_in_closed_form(tmp_path):
     assert trainer.global_step <= 1  # one batch, no gradient step: the fit is the training
     problem = LinearGaussian(dim=DIM, cond_dim=COND, seed=0)
     assert torch.allclose(module.translator.mean(torch.zeros(1, COND))[0].detach(), problem.b.float(), atol=0.1)
+
+
+def test_module_takes_sizes_and_optim_by_keyword_and_checks_sizes():
+    params = {"dim": DIM, "cond_dim": COND}
+    with pytest.raises(TypeError, match="positional"):  # an optimiser block third by position was taken for sizes
+        TranslatorModule("linear", params, {"warmup_steps": 2})  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"sizes has keys \['warmup_steps'\] that are not translator kinds"):
+        TranslatorModule("linear", params, sizes={"warmup_steps": 2})  # type: ignore[dict-item]
+    module = TranslatorModule("linear", params, sizes={"spline": {"bins": 4}}, optim={"warmup_steps": 2})
+    assert module.optim_cfg.warmup_steps == 2
 
 
 def test_module_rejects_unknown_translator_parameters():

@@ -312,13 +312,10 @@ def _known_answer(settings: TranslatorsSettings, runs: Path) -> dict[str, Any]:
                 save_translator(t, run / "translator.safetensors")
             else:
                 atomic_save_safetensors({"z_tgt": z, "z_src": c}, run / "data.safetensors")
-                # shuffled passes without replacement (the batches of the loop this replaced), and the default
-                # optimiser: that loop handed _optim(...) to TranslatorModule's `sizes` argument, so the page's
-                # numbers come from the defaults (docs/training.md)
+                # shuffled passes without replacement, the experiment's optimiser recipe (_optim) as every task
                 data = {"target": "net2net.training.datamodule.TensorDataModule",
                         "params": {"path": str(run / "data.safetensors"), "batch_size": 128, "replacement": False}}
                 config = translator_config(kind, {"cond_dim": 8}, data, budget, dim=16)
-                del config["model"]["params"]["optim"]
                 with torch.enable_grad():
                     train_from_config(config, log_dir=run)
             snaps = _snapshots(run)

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from ..config import instantiate_from_config
 from ..flows import ConditionalINN, nll
 from ..flows.layers import actnorm_ready
-from ..translators import Translator, build_translator, save_translator
+from ..translators import TRANSLATORS, Translator, build_translator, save_translator
 from .optim import configure_flow_optimizer, optim_config
 
 __all__ = ["CINNModule", "TrainingBudget", "TranslatorModule"]
@@ -125,12 +125,22 @@ class TranslatorModule(_PairModule):
         batch_size: the per-device batch size, used to scale the learning rate.
     """
 
-    def __init__(self, translator: str = "cinn", translator_params: Mapping[str, Any] | None = None,
+    def __init__(self, translator: str = "cinn", translator_params: Mapping[str, Any] | None = None, *,
                  sizes: Mapping[str, Mapping[str, Any]] | None = None, optim: Mapping[str, Any] | None = None,
                  batch_size: int = 128) -> None:  # fmt: skip
+        # sizes/optim are keyword-only: both are mappings, and an optimiser block passed third by position was once
+        # taken for `sizes` and silently ignored (the known-answer runs of `reproduce translators`)
         super().__init__()
         self.save_hyperparameters()
         self._setup_training(optim, batch_size)
+        if sizes is not None:
+            if not isinstance(sizes, Mapping):
+                raise TypeError(f"TranslatorModule: sizes must map a translator kind to its arguments, received "
+                                f"{type(sizes).__name__}")  # fmt: skip
+            unknown = sorted(str(k) for k in sizes if k not in TRANSLATORS)
+            if unknown:
+                raise ValueError(f"TranslatorModule: sizes has keys {unknown} that are not translator kinds; "
+                                 f"expected some of {sorted(TRANSLATORS)} (optimiser settings go in optim=)")
         params = {**dict(translator_params or {}), **dict((sizes or {}).get(translator) or {})}
         try:
             self.translator: Translator = build_translator(translator, **params)
