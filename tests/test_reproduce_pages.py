@@ -111,6 +111,25 @@ def test_settings_base_checks_its_minimums() -> None:
     check_ints(DiagnosisSettings(), {"seed": 0, "steps": 6000})  # at the minimum: accepted
 
 
+def test_fashion_settings_minimums_are_shared_by_its_subclasses() -> None:
+    from net2net.reproduce.diagnosis import DiagnosisSettings
+    from net2net.reproduce.exemplar import ExemplarSettings
+    from net2net.reproduce.experiment import FashionSettings
+    from net2net.reproduce.inpaint import InpaintSettings
+
+    shared = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2}
+    assert dict(FashionSettings.MINIMUMS) == shared
+    with pytest.raises(ValueError, match=r"FashionSettings.samples must be an int >= 2, got 1"):
+        FashionSettings(samples=1)
+    own = {DiagnosisSettings: {"seed": 0}, ExemplarSettings: {"class_samples": 2, "exemplars": 2, "seed": 0},
+           InpaintSettings: {"resize": 16}}  # fmt: skip
+    for cls, extra in own.items():
+        assert dict(cls.MINIMUMS) == {**shared, **extra}, cls.__name__
+        for name, minimum in shared.items():
+            with pytest.raises(ValueError, match=rf"{cls.__name__}.{name} must be an int >= {minimum}"):
+                cls(**{name: minimum - 1})
+
+
 def test_experiment_start_picks_settings_and_writes_figures(tmp_path: Path) -> None:
     import torch
 

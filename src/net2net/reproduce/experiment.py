@@ -100,19 +100,21 @@ class Settings:
 @dataclass(frozen=True)
 class FashionSettings(Settings):
     """The sizes of an experiment that translates into the shipped autoencoder on Fashion-MNIST (its fields come
-    first in a subclass).
+    first in a subclass; a subclass's :attr:`MINIMUMS` extend these, ``{**FashionSettings.MINIMUMS, ...}``).
 
     Arguments:
         train_images: Fashion-MNIST training images trained on.
         steps: optimiser steps of each translator.
         test_images: held-out test images evaluated.
-        samples: translations per test image.
+        samples: translations per test image (at least 2: diversity needs pairs).
     """
 
     train_images: int = 60000
     steps: int = 6000
     test_images: int = 2000
     samples: int = 8
+
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2}
 
 
 S = TypeVar("S", bound=Settings)
