@@ -341,7 +341,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
         enc(torch.zeros(2, 1, 32, 32))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         enc(torch.zeros(1, 28, 28))
-    with pytest.raises(TypeError, match="floating point"):
+    with pytest.raises(TypeError, match="floating-point"):
         enc(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
     with pytest.raises(TypeError, match="got ndarray"):
         enc(torch.zeros(2, 1, 28, 28).numpy())

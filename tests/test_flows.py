@@ -319,3 +319,28 @@ class TestBadInput:
             self.tau.sample(torch.randn(1, 3), n_samples=0)
         with pytest.raises(ValueError, match="alpha must be positive"):
             ConditionalAffineCoupling(4, alpha=0.0)
+
+
+def test_check_float_tensor_names_what_was_expected_and_what_came() -> None:
+    from net2net.flows.checks import check_float_tensor
+
+    x = torch.zeros(2, 3)
+    assert check_float_tensor(x, "z", "codes (B, D)") is x
+    assert check_float_tensor(x.double(), "z", "codes (B, D)").dtype == torch.float64
+    with pytest.raises(TypeError, match=r"^z: expected codes \(B, D\) as a torch.Tensor, got list$"):
+        check_float_tensor([[0.0]], "z", "codes (B, D)")
+    with pytest.raises(TypeError, match=r"^z: expected codes \(B, D\) of floating-point values, got dtype torch.int64"):
+        check_float_tensor(torch.zeros(2, 3, dtype=torch.long), "z", "codes (B, D)")
+    with pytest.raises(TypeError, match="got dtype torch.bool; convert it with .float()"):
+        check_float_tensor(torch.zeros(2, dtype=torch.bool), "z", "codes (B, D)")
+    # the checks built on it say the same for their inputs
+    from net2net.autoencoder.encoder import check_image
+    from net2net.flows.checks import check_tensor
+    from net2net.metrics import information_estimate
+
+    with pytest.raises(TypeError, match=r"input: expected shape \(B, 3\) as a torch.Tensor, got ndarray"):
+        check_tensor(x.numpy(), (3,))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Decoder: expected an image batch \(B, C, H, W\) in \[-1, 1\] of floating-point"):
+        check_image(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "Decoder", 1, 8)
+    with pytest.raises(TypeError, match=r"nll_cond: expected per-sample NLLs \(N,\) as a torch.Tensor, got list"):
+        information_estimate(torch.zeros(3), [0.0, 1.0, 2.0])  # type: ignore[arg-type]
