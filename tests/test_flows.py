@@ -344,3 +344,33 @@ def test_check_float_tensor_names_what_was_expected_and_what_came() -> None:
         check_image(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "Decoder", 1, 8)
     with pytest.raises(TypeError, match=r"nll_cond: expected per-sample NLLs \(N,\) as a torch.Tensor, got list"):
         information_estimate(torch.zeros(3), [0.0, 1.0, 2.0])  # type: ignore[arg-type]
+
+
+def test_check_sampling_is_the_one_check_of_every_sample_method() -> None:
+    from net2net.flows.checks import check_sampling
+    from net2net.translators import build_translator
+
+    check_sampling(1, 0.0)
+    check_sampling(8, 1.5)
+    for bad in (0, -1, 2.0, True, "3"):
+        with pytest.raises(ValueError, match=rf"n_samples must be a positive int, got {bad!r}"):
+            check_sampling(bad, 1.0)
+    for t in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"temperature must be a finite non-negative number, got {t}"):
+            check_sampling(2, t)
+    # the flows, the translators' base sampler and the MLP's all refuse the same arguments the same way
+    torch.manual_seed(0)
+    tau = ConditionalINN(dim=4, cond_dim=3, n_blocks=1, hidden_dim=8, embedding_dim=2)
+    flow = UnconditionalFlow(4, n_blocks=1, hidden_dim=8)
+    c = torch.randn(2, 3)
+    samplers = {"ConditionalINN": lambda n, t: tau.sample(c, n_samples=n, temperature=t),
+                "UnconditionalFlow": lambda n, t: flow.sample(n, temperature=t),
+                "mlp": lambda n, t: build_translator("mlp", dim=4, cond_dim=3, hidden_dim=8).sample(c, n, t),
+                "linear": lambda n, t: build_translator("linear", dim=4, cond_dim=3).sample(c, n, t)}  # fmt: skip
+    for draw in samplers.values():
+        with pytest.raises(ValueError, match="n_samples must be a positive int, got 0"):
+            draw(0, 1.0)
+        with pytest.raises(ValueError, match="temperature must be a finite non-negative number, got -1.0"):
+            draw(2, -1.0)
+        with pytest.raises(ValueError, match="temperature must be a finite non-negative number, got inf"):
+            draw(2, float("inf"))

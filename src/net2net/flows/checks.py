@@ -6,6 +6,7 @@ A model checked here has ``dim`` (features of the flat target ``z``), ``cond_sha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["check_condition", "check_dtype", "check_flat", "check_float_tensor", "check_int", "check_ints", "check_pair",
-           "check_tensor"]
+           "check_sampling", "check_tensor"]
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -49,6 +50,18 @@ def check_float_tensor(x: object, name: str, what: str) -> Tensor:
         raise TypeError(f"{name}: expected {what} of floating-point values, got dtype {x.dtype}; convert it with "
                         ".float()")  # fmt: skip
     return x
+
+
+def check_sampling(n_samples: Any, temperature: Any) -> None:
+    """The arguments of a ``sample`` method: ``n_samples`` a positive int (:func:`check_int`) and ``temperature``
+    (the residual's scale, ``v ~ N(0, T² I)``) a finite number ``>= 0``; else a ``ValueError`` saying what came.
+
+    Example:
+        >>> check_sampling(4, 0.7)
+    """
+    check_int("n_samples", n_samples)
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite non-negative number, got {temperature}")
 
 
 def check_tensor(x: Tensor, tail: tuple[int, ...], name: str = "input") -> None:
