@@ -374,3 +374,18 @@ def test_check_sampling_is_the_one_check_of_every_sample_method() -> None:
             draw(2, -1.0)
         with pytest.raises(ValueError, match="temperature must be a finite non-negative number, got inf"):
             draw(2, float("inf"))
+
+
+def test_embedder_and_coupling_sizes_are_checked_by_the_shared_int_check() -> None:
+    from net2net.flows.coupling import ScaleShiftMLP
+    from net2net.flows.embedder import DenseEmbedder
+
+    with pytest.raises(ValueError, match=r"^DenseEmbedder: depth must be a positive int, got 0$"):
+        DenseEmbedder(3, 4, hidden_dim=8, depth=0)
+    with pytest.raises(ValueError, match=r"^ScaleShiftMLP: hidden_dim must be a positive int, got 0$"):
+        ScaleShiftMLP(2, 0, 2, 0, 1)
+    with pytest.raises(ValueError, match=r"^ScaleShiftMLP: cond_dim must be an int >= 0, got -1$"):
+        ScaleShiftMLP(2, -1, 2, 8, 1)
+    with pytest.raises(ValueError, match=r"^ScaleShiftMLP: hidden_depth must be an int >= 0, got -1$"):
+        ScaleShiftMLP(2, 0, 2, 8, -1)
+    assert ScaleShiftMLP(2, 0, 2, 8, 0)(torch.zeros(3, 2), None)[0].shape == (3, 2)  # 0 is allowed for both

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..flows.checks import check_float_tensor
+from ..flows.checks import check_float_tensor, check_ints
 
 __all__ = ["Bottleneck", "DiagonalGaussian", "Encoder", "check_image"]
 
@@ -175,11 +175,7 @@ class Encoder(nn.Module):
         depths = tuple(int(d) for d in depths)
         if len(depths) != 4 or min(depths) < 1:
             raise ValueError(f"Encoder: expected 4 positive stage depths, e.g. (3, 4, 23, 3), got {depths}")
-        if min(in_channels, z_dim, base_width) < 1:
-            raise ValueError(
-                f"Encoder: expected positive sizes, got in_channels={in_channels}, z_dim={z_dim}, "
-                f"base_width={base_width}"
-            )
+        check_ints({"in_channels": in_channels, "z_dim": z_dim, "base_width": base_width}, "Encoder")
         if image_size < 8:
             raise ValueError(f"Encoder: expected image_size >= 8, got {image_size}")
         if norm not in ("batch", "group"):
