@@ -130,6 +130,22 @@ def test_fashion_settings_minimums_are_shared_by_its_subclasses() -> None:
                 cls(**{name: minimum - 1})
 
 
+def test_settings_maximums_bound_the_fashion_mnist_sizes() -> None:
+    from net2net.reproduce.experiment import FASHION_MNIST_SIZES
+    from net2net.reproduce.superres import SuperresSettings
+    from net2net.reproduce.translators import TranslatorsSettings
+
+    assert dict(FASHION_MNIST_SIZES) == {"train_images": 60000, "test_images": 10000}
+    for cls in (SuperresSettings, TranslatorsSettings):
+        assert cls.MAXIMUMS is FASHION_MNIST_SIZES
+        cls(train_images=60000, test_images=10000)  # at the maximum: accepted
+        with pytest.raises(ValueError, match=rf"^{cls.__name__}.train_images must be <= 60000, got 60001$"):
+            cls(train_images=60001)
+        with pytest.raises(ValueError, match=rf"^{cls.__name__}.test_images must be <= 10000, got 10001$"):
+            cls(test_images=10001)
+    assert not Settings.MAXIMUMS  # nothing bounded unless a subclass says so
+
+
 def test_experiment_start_picks_settings_and_writes_figures(tmp_path: Path) -> None:
     import torch
 
