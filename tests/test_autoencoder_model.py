@@ -341,7 +341,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
         enc(torch.zeros(2, 1, 32, 32))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         enc(torch.zeros(1, 28, 28))
-    with pytest.raises(TypeError, match="floating point"):
+    with pytest.raises(TypeError, match="floating-point"):
         enc(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
     with pytest.raises(TypeError, match="got ndarray"):
         enc(torch.zeros(2, 1, 28, 28).numpy())
@@ -402,3 +402,20 @@ def test_paper_preset_one_training_step() -> None:
     assert torch.isfinite(loss) and torch.isfinite(d_loss) and log["train/d_weight"] > 0
     assert all(p.grad is not None for p in enc.parameters())
     print(f"paper preset: one training step in {time.perf_counter() - t0:.1f} s")
+
+
+def test_sizes_are_checked_by_the_shared_int_check() -> None:
+    from net2net.autoencoder.decoder import Decoder
+    from net2net.autoencoder.discriminator import PatchDiscriminator
+    from net2net.autoencoder.encoder import Encoder
+
+    with pytest.raises(ValueError, match=r"^Encoder: z_dim must be a positive int, got 0$"):
+        Encoder(28, in_channels=1, z_dim=0)
+    with pytest.raises(ValueError, match=r"^Encoder: base_width must be a positive int, got 2.5$"):
+        Encoder(28, in_channels=1, z_dim=4, base_width=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^Decoder: ch must be a positive int, got -1$"):
+        Decoder(28, out_channels=1, z_dim=4, ch=-1)
+    with pytest.raises(ValueError, match=r"^Decoder: n_classes must be a positive int, got True$"):
+        Decoder(28, out_channels=1, z_dim=4, n_classes=True)
+    with pytest.raises(ValueError, match=r"^PatchDiscriminator: n_layers must be a positive int, got 0$"):
+        PatchDiscriminator(1, ndf=8, n_layers=0)

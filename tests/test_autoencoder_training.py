@@ -266,3 +266,18 @@ def test_paper_128_config_builds_the_paper_model() -> None:
     n_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("encoder.", "decoder.")))
     assert 100e6 < n_params < 150e6
     assert model.encoder.depths == (3, 4, 23, 3)
+
+
+def test_architecture_defaults_are_the_builders_and_the_modules() -> None:
+    import inspect
+
+    from net2net.experts.target import ARCH_KEYS, architecture_config, build_encoder_decoder
+    from net2net.training.autoencoder_module import AutoencoderModule
+
+    expected = {"image_size": None, "in_channels": 3, "z_dim": 128, "preset": "small", "encoder_config": None,
+                "decoder_config": None}  # fmt: skip
+    assert architecture_config({}) == expected and list(architecture_config({})) == list(ARCH_KEYS)
+    assert architecture_config({"z_dim": 8, "lr": 1.0}) == {**expected, "z_dim": 8}
+    builder = inspect.signature(build_encoder_decoder).parameters
+    module = inspect.signature(AutoencoderModule.__init__).parameters
+    assert {k: builder[k].default for k in ARCH_KEYS} == expected == {k: module[k].default for k in ARCH_KEYS}

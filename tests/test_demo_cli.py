@@ -57,6 +57,24 @@ def test_cli_help_and_bad_arguments(capsys) -> None:
     assert e.value.code == 2
 
 
+def test_every_command_is_built_from_the_table_with_its_handler_and_help() -> None:
+    import argparse
+
+    from net2net import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == list(cli._COMMANDS)  # one parser per table row, in the table's (--help) order
+    assert {c.dest: c.help for c in sub._choices_actions} == {n: h for n, (_, h, _) in cli._COMMANDS.items()}
+    for name, (func, _, description) in cli._COMMANDS.items():
+        command = sub.choices[name]
+        assert command.get_default("func") is func, name
+        assert command.description == description, name
+        assert command.prog == f"{parser.prog} {name}"
+    assert sub.choices["evaluate"].description is None  # a command without a description shows only its help
+    assert cli._COMMANDS["demo"][0] is cli._demo and cli._COMMANDS["evaluate-autoencoder"][0] is cli._evaluate_autoencoder
+
+
 def test_console_script_is_installed() -> None:
     out = subprocess.run([sys.executable, "-m", "net2net.cli", "demo", "--help"], capture_output=True, text=True, check=True)
     assert "text_to_image.png" in out.stdout and "digits" in out.stdout

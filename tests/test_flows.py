@@ -319,3 +319,73 @@ class TestBadInput:
             self.tau.sample(torch.randn(1, 3), n_samples=0)
         with pytest.raises(ValueError, match="alpha must be positive"):
             ConditionalAffineCoupling(4, alpha=0.0)
+
+
+def test_check_float_tensor_names_what_was_expected_and_what_came() -> None:
+    from net2net.flows.checks import check_float_tensor
+
+    x = torch.zeros(2, 3)
+    assert check_float_tensor(x, "z", "codes (B, D)") is x
+    assert check_float_tensor(x.double(), "z", "codes (B, D)").dtype == torch.float64
+    with pytest.raises(TypeError, match=r"^z: expected codes \(B, D\) as a torch.Tensor, got list$"):
+        check_float_tensor([[0.0]], "z", "codes (B, D)")
+    with pytest.raises(TypeError, match=r"^z: expected codes \(B, D\) of floating-point values, got dtype torch.int64"):
+        check_float_tensor(torch.zeros(2, 3, dtype=torch.long), "z", "codes (B, D)")
+    with pytest.raises(TypeError, match="got dtype torch.bool; convert it with .float()"):
+        check_float_tensor(torch.zeros(2, dtype=torch.bool), "z", "codes (B, D)")
+    # the checks built on it say the same for their inputs
+    from net2net.autoencoder.encoder import check_image
+    from net2net.flows.checks import check_tensor
+    from net2net.metrics import information_estimate
+
+    with pytest.raises(TypeError, match=r"input: expected shape \(B, 3\) as a torch.Tensor, got ndarray"):
+        check_tensor(x.numpy(), (3,))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Decoder: expected an image batch \(B, C, H, W\) in \[-1, 1\] of floating-point"):
+        check_image(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "Decoder", 1, 8)
+    with pytest.raises(TypeError, match=r"nll_cond: expected per-sample NLLs \(N,\) as a torch.Tensor, got list"):
+        information_estimate(torch.zeros(3), [0.0, 1.0, 2.0])  # type: ignore[arg-type]
+
+
+def test_check_sampling_is_the_one_check_of_every_sample_method() -> None:
+    from net2net.flows.checks import check_sampling
+    from net2net.translators import build_translator
+
+    check_sampling(1, 0.0)
+    check_sampling(8, 1.5)
+    for bad in (0, -1, 2.0, True, "3"):
+        with pytest.raises(ValueError, match=rf"n_samples must be a positive int, got {bad!r}"):
+            check_sampling(bad, 1.0)
+    for t in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"temperature must be a finite non-negative number, got {t}"):
+            check_sampling(2, t)
+    # the flows, the translators' base sampler and the MLP's all refuse the same arguments the same way
+    torch.manual_seed(0)
+    tau = ConditionalINN(dim=4, cond_dim=3, n_blocks=1, hidden_dim=8, embedding_dim=2)
+    flow = UnconditionalFlow(4, n_blocks=1, hidden_dim=8)
+    c = torch.randn(2, 3)
+    samplers = {"ConditionalINN": lambda n, t: tau.sample(c, n_samples=n, temperature=t),
+                "UnconditionalFlow": lambda n, t: flow.sample(n, temperature=t),
+                "mlp": lambda n, t: build_translator("mlp", dim=4, cond_dim=3, hidden_dim=8).sample(c, n, t),
+                "linear": lambda n, t: build_translator("linear", dim=4, cond_dim=3).sample(c, n, t)}  # fmt: skip
+    for draw in samplers.values():
+        with pytest.raises(ValueError, match="n_samples must be a positive int, got 0"):
+            draw(0, 1.0)
+        with pytest.raises(ValueError, match="temperature must be a finite non-negative number, got -1.0"):
+            draw(2, -1.0)
+        with pytest.raises(ValueError, match="temperature must be a finite non-negative number, got inf"):
+            draw(2, float("inf"))
+
+
+def test_embedder_and_coupling_sizes_are_checked_by_the_shared_int_check() -> None:
+    from net2net.flows.coupling import ScaleShiftMLP
+    from net2net.flows.embedder import DenseEmbedder
+
+    with pytest.raises(ValueError, match=r"^DenseEmbedder: depth must be a positive int, got 0$"):
+        DenseEmbedder(3, 4, hidden_dim=8, depth=0)
+    with pytest.raises(ValueError, match=r"^ScaleShiftMLP: hidden_dim must be a positive int, got 0$"):
+        ScaleShiftMLP(2, 0, 2, 0, 1)
+    with pytest.raises(ValueError, match=r"^ScaleShiftMLP: cond_dim must be an int >= 0, got -1$"):
+        ScaleShiftMLP(2, -1, 2, 8, 1)
+    with pytest.raises(ValueError, match=r"^ScaleShiftMLP: hidden_depth must be an int >= 0, got -1$"):
+        ScaleShiftMLP(2, 0, 2, 8, -1)
+    assert ScaleShiftMLP(2, 0, 2, 8, 0)(torch.zeros(3, 2), None)[0].shape == (3, 2)  # 0 is allowed for both

@@ -30,3 +30,19 @@ def test_import_is_lazy() -> None:
     code = "import sys, net2net; print(sorted(m for m in ('torch', 'lightning', 'omegaconf') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_metrics_package_exports_its_modules_public_names() -> None:
+    from net2net import metrics
+    from net2net.metrics import fid, information, quality
+
+    modules = (fid, information, quality)
+    assert sorted(metrics.__all__) == sorted(n for m in modules for n in m.__all__)
+    assert len(metrics.__all__) == len(set(metrics.__all__))
+    for m in modules:
+        for name in m.__all__:
+            assert getattr(metrics, name) is getattr(m, name), name
+    # the names the rest of the package and the docs import from net2net.metrics
+    for name in ("compute_fid", "domain_fid", "frechet_distance", "heldout_nll", "information_estimate", "psnr",
+                 "mean_pairwise_distance", "classifier_accuracy", "InceptionFeatures", "FID_INCEPTION_PACKAGE"):
+        assert name in metrics.__all__, name

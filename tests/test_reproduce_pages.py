@@ -111,6 +111,41 @@ def test_settings_base_checks_its_minimums() -> None:
     check_ints(DiagnosisSettings(), {"seed": 0, "steps": 6000})  # at the minimum: accepted
 
 
+def test_fashion_settings_minimums_are_shared_by_its_subclasses() -> None:
+    from net2net.reproduce.diagnosis import DiagnosisSettings
+    from net2net.reproduce.exemplar import ExemplarSettings
+    from net2net.reproduce.experiment import FashionSettings
+    from net2net.reproduce.inpaint import InpaintSettings
+
+    shared = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2}
+    assert dict(FashionSettings.MINIMUMS) == shared
+    with pytest.raises(ValueError, match=r"FashionSettings.samples must be an int >= 2, got 1"):
+        FashionSettings(samples=1)
+    own = {DiagnosisSettings: {"seed": 0}, ExemplarSettings: {"class_samples": 2, "exemplars": 2, "seed": 0},
+           InpaintSettings: {"resize": 16}}  # fmt: skip
+    for cls, extra in own.items():
+        assert dict(cls.MINIMUMS) == {**shared, **extra}, cls.__name__
+        for name, minimum in shared.items():
+            with pytest.raises(ValueError, match=rf"{cls.__name__}.{name} must be an int >= {minimum}"):
+                cls(**{name: minimum - 1})
+
+
+def test_settings_maximums_bound_the_fashion_mnist_sizes() -> None:
+    from net2net.reproduce.experiment import FASHION_MNIST_SIZES
+    from net2net.reproduce.superres import SuperresSettings
+    from net2net.reproduce.translators import TranslatorsSettings
+
+    assert dict(FASHION_MNIST_SIZES) == {"train_images": 60000, "test_images": 10000}
+    for cls in (SuperresSettings, TranslatorsSettings):
+        assert cls.MAXIMUMS is FASHION_MNIST_SIZES
+        cls(train_images=60000, test_images=10000)  # at the maximum: accepted
+        with pytest.raises(ValueError, match=rf"^{cls.__name__}.train_images must be <= 60000, got 60001$"):
+            cls(train_images=60001)
+        with pytest.raises(ValueError, match=rf"^{cls.__name__}.test_images must be <= 10000, got 10001$"):
+            cls(test_images=10001)
+    assert not Settings.MAXIMUMS  # nothing bounded unless a subclass says so
+
+
 def test_experiment_start_picks_settings_and_writes_figures(tmp_path: Path) -> None:
     import torch
 

@@ -587,3 +587,16 @@ def test_sentence_encoder_fingerprint(sbert) -> None:
         finally:
             weight[0, 0] = old
     assert expert_fingerprint(sbert) == first
+
+
+def test_imagenet_network_wraps_the_perceptual_distance_it_is_given() -> None:
+    from net2net.autoencoder.perceptual import PerceptualDistance
+    from net2net.experts.layer import ImageNetNetwork
+
+    perceptual = PerceptualDistance("efficientnet_lite0", resize=64)
+    net = ImageNetNetwork(perceptual)
+    assert net.perceptual is perceptual and net.backbone_name == "efficientnet_lite0"
+    assert net.config == {"backbone": "efficientnet_lite0", "resize": 64}
+    assert net.network_prefix == "perceptual.net.net."  # the names imagenet_expert resolves layers against
+    with pytest.raises(TypeError, match="ImageNetNetwork: expected a PerceptualDistance, got str"):
+        ImageNetNetwork("efficientnet_lite0")  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -396,19 +396,13 @@ def _add_sampling_args(parser: argparse.ArgumentParser, n_help: str) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
-    """``fit``, ``sample``, ``score``, ``evaluate``, ``export``: translations of one's own embeddings."""
+def _add_embedding_commands(commands: dict[str, argparse.ArgumentParser]) -> None:
+    """The arguments of ``fit``, ``sample``, ``score``, ``evaluate``, ``export``: translations of one's own
+    embeddings."""
     from .training.fit import FitSettings
 
     d = FitSettings()
-    fit = sub.add_parser(
-        "fit",
-        help="train a translation p(target | source) from two row-aligned embedding files (.npy, .safetensors, folders)",
-        description="Check and standardise two row-aligned arrays in one pass, then train a conditional INN on them "
-        "with Lightning, streamed from disk in shuffled blocks, with a held-out split and early stopping on its NLL. "
-        "The run folder holds the translator, the standardisation, the config and a model card. key=value items "
-        "override the generated config (e.g. model.params.optim.max_lr=5e-4). See docs/your_own_models.md.",
-    )
+    fit = commands["fit"]
     fit.add_argument("--source", required=True, help="z_src: (N, D_src) .npy / .safetensors file or folder of shards")
     fit.add_argument("--target", required=True, help="z_tgt: (N, D_tgt), row i paired with source row i")
     fit.add_argument("--out", default=None, help="run folder (default: $NET2NET_CACHE/runs/fit-<source>-<target>); must be new")
@@ -428,22 +422,16 @@ def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--accelerator", default=None, help="cpu, gpu or auto")
     fit.add_argument("--precision", default=None, help="e.g. 32-true, bf16-mixed")
     fit.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the generated config")
-    fit.set_defaults(func=_fit)
 
-    sample = sub.add_parser("sample", help="draw N targets per source row of a file from a trained translation",
-                            description="Write OUT.npy of shape (rows, N, D_tgt): samples of p(z_tgt | z_src), raw "
-                            "embeddings for a fit run.")  # fmt: skip
+    sample = commands["sample"]
     sample.add_argument("run", help="a run folder (net2net fit / train) or an exported one")
     sample.add_argument("--source", required=True, help="z_src rows (fit runs) or the source expert's inputs")
     sample.add_argument("--source-key", default=None)
     _add_sampling_args(sample, "samples per row")
     sample.add_argument("--out", required=True, help="output .npy file")
     _add_module_args(sample, run=True)
-    sample.set_defaults(func=_sample)
 
-    score = sub.add_parser("score", help="log p(target | source) in nats for each row pair of two files",
-                           description="Write OUT.npy of shape (rows,): the conditional log-density of each target "
-                           "row given its source row (for a fit run, of the raw embeddings).")  # fmt: skip
+    score = commands["score"]
     score.add_argument("run", help="a run folder (net2net fit / train) or an exported one")
     score.add_argument("--source", required=True)
     score.add_argument("--target", required=True)
@@ -451,20 +439,15 @@ def _add_embedding_commands(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--target-key", default=None)
     score.add_argument("--out", required=True, help="output .npy file")
     _add_module_args(score, run=True)
-    score.set_defaults(func=_score)
 
-    evaluate = sub.add_parser("evaluate", help="held-out NLL of a translation run and the information its source "
-                              "carries about the target (nats)")  # fmt: skip
+    evaluate = commands["evaluate"]
     evaluate.add_argument("run")
     evaluate.add_argument("--information-steps", type=int, default=600,
                           help="steps of the unconditional flow behind the information estimate; 0 skips it")
-    evaluate.set_defaults(func=_evaluate)
 
-    export = sub.add_parser("export", help="copy a translation (translator, standardisation, config, model card, "
-                            "the experts' weight files) into one self-contained folder")  # fmt: skip
+    export = commands["export"]
     export.add_argument("run")
     export.add_argument("out")
-    export.set_defaults(func=_export)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -487,6 +470,125 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# The subcommands in the order of `net2net --help`: name -> (handler, one-line help, description of the command's
+# --help or None); build_parser makes a parser of each from here, then adds its arguments.
+_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str | None]] = {
+    "train": (
+        _train,
+        "train a model from YAML configs (e.g. the autoencoder: configs/autoencoder/fashion_mnist.yaml)",
+        "Train the model of one or more YAML configs (merged in order) with key=value overrides "
+        "(e.g. lightning.trainer.max_steps=100 data.params.batch_size=32). Writes checkpoints, image grids, "
+        "CSV logs, the merged config and, for autoencoders, autoencoder.safetensors into the log folder, and "
+        "resumes from its checkpoints/last.ckpt when present.",
+    ),
+    "fit": (
+        _fit,
+        "train a translation p(target | source) from two row-aligned embedding files (.npy, .safetensors, folders)",
+        "Check and standardise two row-aligned arrays in one pass, then train a conditional INN on them "
+        "with Lightning, streamed from disk in shuffled blocks, with a held-out split and early stopping on its NLL. "
+        "The run folder holds the translator, the standardisation, the config and a model card. key=value items "
+        "override the generated config (e.g. model.params.optim.max_lr=5e-4). See docs/your_own_models.md.",
+    ),
+    "sample": (
+        _sample,
+        "draw N targets per source row of a file from a trained translation",
+        "Write OUT.npy of shape (rows, N, D_tgt): samples of p(z_tgt | z_src), raw "
+        "embeddings for a fit run.",
+    ),
+    "score": (
+        _score,
+        "log p(target | source) in nats for each row pair of two files",
+        "Write OUT.npy of shape (rows,): the conditional log-density of each target "
+        "row given its source row (for a fit run, of the raw embeddings).",
+    ),
+    "evaluate": (
+        _evaluate,
+        "held-out NLL of a translation run and the information its source "
+        "carries about the target (nats)",
+        None,
+    ),
+    "export": (
+        _export,
+        "copy a translation (translator, standardisation, config, model card, "
+        "the experts' weight files) into one self-contained folder",
+        None,
+    ),
+    "runs": (
+        _runs,
+        "list the training runs (main job, demo, train, reproduce) with their held-out NLL",
+        "One line per run folder under the runs root ($NET2NET_CACHE/runs, NET2NET_CACHE defaulting to "
+        "~/.cache/net2net; reproduce/ included): name, config key, finished or not, steps, the last held-out NLL "
+        "in nats/dim, source -> target expert, last update, folder. A run name (e.g. text2image) stands for the "
+        "newest finished run of that name wherever a run folder is expected (net2net translate, Net2Net.from_run).",
+    ),
+    "report": (
+        _report,
+        "table of training compute: hours, energy (kWh), CO2 (kg) and cost per run, as Tab. S1 of the paper",
+        "Print a Markdown table with one row per run (hardware, training hours, energy in kWh, CO2 in "
+        "kg, cost) and a total row, from the compute.json files that `net2net train` writes (codecarbon, offline) "
+        "in and under the given folders. The measurement column says how energy was obtained: 'meter' (RAPL, "
+        "NVML or AMD SMI readable) or 'estimated from N W' (no meter: N W, ComputeTracker's fallback_power_w, "
+        "times the wall time). Set a run's country, price and fallback power with train overrides such as "
+        "lightning.callbacks.compute.params.price_per_kwh=0.25 (likewise country_iso_code=FRA, currency, "
+        "fallback_power_w); see net2net.training.compute.",
+    ),
+    "reproduce": (
+        _reproduce,
+        "run one of the paper's experiments (diagnosis, text2image) or all, and write docs/results/NAME.md",
+        "Train what is missing (runs are kept under $NET2NET_CACHE/runs/reproduce, NET2NET_CACHE "
+        "defaulting to ~/.cache/net2net, keyed by config and weights, and reused), evaluate, and write the results "
+        "page NAME.md with its table and PNG figures. diagnosis: early/middle/last layer of the "
+        "Fashion-MNIST classifier -> autoencoder, cINN against the deterministic MLP translator (domain FID, "
+        "diversity, class accuracy, information per layer); ~25 min with --quick on 2 cores, several hours "
+        "without. text2image: the main job evaluated (accuracy on held-out phrasings, diversity, domain FID).",
+    ),
+    "encode": (
+        _encode,
+        "encode a translation config's datasets with both experts into the latent cache",
+        "Build the latent cache of a translation config (data.target: TranslationDataModule): every "
+        "split is encoded once by the source and target experts and stored as sharded safetensors under "
+        "~/.cache/net2net/latents (or $NET2NET_CACHE/latents), keyed by the experts' weights and the data, so "
+        "`net2net train` reuses it. Prints the cache folders.",
+    ),
+    "translate": (
+        _translate,
+        "sample translations from a trained run (text or labels in, PNG grid and tensors out)",
+        "Load a finished translation run (its config.yaml and cinn.safetensors) and draw N "
+        "translations per input: OUT/translations.png (one row per input) and OUT/translations.safetensors.",
+    ),
+    "evaluate-autoencoder": (
+        _evaluate_autoencoder,
+        "measure a Fashion-MNIST autoencoder: PSNR, classifier accuracy on reconstructions, FID",
+        "Reconstruct the 10k Fashion-MNIST test images and report PSNR, L1 and (with --classifier) the "
+        "classifier's accuracy on real images and on reconstructions; FID (standard Inception network) of "
+        "reconstructions and of prior samples against the first N test images (about 3 images/s on 2 cores).",
+    ),
+    "serve": (
+        _serve,
+        "the translations in a browser page: text -> image, exemplars, layer diagnosis, transfer, superres",
+        "Serve a local web page (Gradio; pip install 'net2net[serve]') with a tab per translation: "
+        "text -> image (prompt, samples, temperature, seed), exemplar-guided synthesis, layer diagnosis, unpaired "
+        "transfer and super-resolution. With no RUN_DIR it uses the main job's run (net2net demo) and the runs of "
+        "net2net reproduce under $NET2NET_CACHE/runs (default ~/.cache/net2net/runs); a tab without a run names the command that makes it. "
+        "Works offline (no fonts, scripts or telemetry fetched).",
+    ),
+    "demo": (
+        _demo,
+        "the main job: text -> Fashion-MNIST images (trains once, then reuses; first run ~10 min on 2 idle cores, far longer on a busy machine: use OMP_NUM_THREADS=1 there)",
+        "text2image (default): Sentence-BERT -> the shipped Fashion-MNIST autoencoder through a cINN "
+        "trained on cached latents; writes OUT/text_to_image.png (several samples per prompt, including "
+        "phrasings never seen in training), the raw tensors and OUT/metrics.json (classifier accuracy on the "
+        "held-out phrasings, diversity). First run on this 2-core machine: 10 min 28 s measured (empty cache, "
+        "one thread, light load; see README.md), a rerun 10 s; on a busy machine "
+        "PyTorch's default threads slow training many times over, so the demo then uses 1 thread (--threads). "
+        "digits: the small label -> 8x8 digits cINN. Each trains its shipped config "
+        "(configs/translation/text2image.yaml, configs/demo/digits.yaml) into $NET2NET_CACHE/runs/<task>-<key> "
+        "(NET2NET_CACHE defaults to ~/.cache/net2net), keyed by the config and the weights it names, and the next "
+        "call with the same settings reuses it; see docs/runs.md.",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="net2net",
@@ -495,15 +597,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--debug", action="store_true", help="on an error, print the traceback (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, argparse.ArgumentParser] = {}
+    for name, (func, help_, description) in _COMMANDS.items():
+        commands[name] = sub.add_parser(name, help=help_, description=description)
+        commands[name].set_defaults(func=func)
 
-    train = sub.add_parser(
-        "train",
-        help="train a model from YAML configs (e.g. the autoencoder: configs/autoencoder/fashion_mnist.yaml)",
-        description="Train the model of one or more YAML configs (merged in order) with key=value overrides "
-        "(e.g. lightning.trainer.max_steps=100 data.params.batch_size=32). Writes checkpoints, image grids, "
-        "CSV logs, the merged config and, for autoencoders, autoencoder.safetensors into the log folder, and "
-        "resumes from its checkpoints/last.ckpt when present.",
-    )
+    train = commands["train"]
     train.add_argument("items", nargs="+", metavar="CONFIG_OR_OVERRIDE", help="YAML files, then key=value overrides")
     train.add_argument("--log-dir", default=None,
                        help="output folder (default: $NET2NET_CACHE/runs/<stem of the first config>, NET2NET_CACHE "
@@ -519,72 +618,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PyTorch CPU threads (default: PyTorch's, one per core); 1 is often faster on a busy "
                        "machine")  # fmt: skip
     _add_module_args(train)
-    train.set_defaults(func=_train)
-    _add_embedding_commands(sub)
+    _add_embedding_commands(commands)
 
-    runs = sub.add_parser(
-        "runs",
-        help="list the training runs (main job, demo, train, reproduce) with their held-out NLL",
-        description="One line per run folder under the runs root ($NET2NET_CACHE/runs, NET2NET_CACHE defaulting to "
-        "~/.cache/net2net; reproduce/ included): name, config key, finished or not, steps, the last held-out NLL "
-        "in nats/dim, source -> target expert, last update, folder. A run name (e.g. text2image) stands for the "
-        "newest finished run of that name wherever a run folder is expected (net2net translate, Net2Net.from_run).",
-    )
+    runs = commands["runs"]
     runs.add_argument("--root", default=None, help="the folder to list (default: $NET2NET_CACHE/runs)")
     runs.add_argument("--json", action="store_true", help="a JSON list instead of the table")
-    runs.set_defaults(func=_runs)
 
-    report = sub.add_parser(
-        "report",
-        help="table of training compute: hours, energy (kWh), CO2 (kg) and cost per run, as Tab. S1 of the paper",
-        description="Print a Markdown table with one row per run (hardware, training hours, energy in kWh, CO2 in "
-        "kg, cost) and a total row, from the compute.json files that `net2net train` writes (codecarbon, offline) "
-        "in and under the given folders. The measurement column says how energy was obtained: 'meter' (RAPL, "
-        "NVML or AMD SMI readable) or 'estimated from N W' (no meter: N W, ComputeTracker's fallback_power_w, "
-        "times the wall time). Set a run's country, price and fallback power with train overrides such as "
-        "lightning.callbacks.compute.params.price_per_kwh=0.25 (likewise country_iso_code=FRA, currency, "
-        "fallback_power_w); see net2net.training.compute.",
-    )
+    report = commands["report"]
     report.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders, searched recursively")
     report.add_argument("--root", default=None,
                         help="searched when no RUN_DIR is given (default: $NET2NET_CACHE/runs)")  # fmt: skip
-    report.set_defaults(func=_report)
 
     from .reproduce import EXPERIMENTS  # no torch import: the experiments load when they run
 
-    reproduce = sub.add_parser(
-        "reproduce",
-        help="run one of the paper's experiments (diagnosis, text2image) or all, and write docs/results/NAME.md",
-        description="Train what is missing (runs are kept under $NET2NET_CACHE/runs/reproduce, NET2NET_CACHE "
-        "defaulting to ~/.cache/net2net, keyed by config and weights, and reused), evaluate, and write the results "
-        "page NAME.md with its table and PNG figures. diagnosis: early/middle/last layer of the "
-        "Fashion-MNIST classifier -> autoencoder, cINN against the deterministic MLP translator (domain FID, "
-        "diversity, class accuracy, information per layer); ~25 min with --quick on 2 cores, several hours "
-        "without. text2image: the main job evaluated (accuracy on held-out phrasings, diversity, domain FID).",
-    )
+    reproduce = commands["reproduce"]
     reproduce.add_argument("name", choices=[*EXPERIMENTS, "all"])
     reproduce.add_argument("--quick", action="store_true", help="smaller data and fewer steps")
     reproduce.add_argument("--out", default="docs/results", help="folder of the results pages (default: %(default)s)")
-    reproduce.set_defaults(func=_reproduce)
 
-    encode = sub.add_parser(
-        "encode",
-        help="encode a translation config's datasets with both experts into the latent cache",
-        description="Build the latent cache of a translation config (data.target: TranslationDataModule): every "
-        "split is encoded once by the source and target experts and stored as sharded safetensors under "
-        "~/.cache/net2net/latents (or $NET2NET_CACHE/latents), keyed by the experts' weights and the data, so "
-        "`net2net train` reuses it. Prints the cache folders.",
-    )
+    encode = commands["encode"]
     encode.add_argument("items", nargs="+", metavar="CONFIG_OR_OVERRIDE", help="YAML files, then key=value overrides")
     _add_module_args(encode)
-    encode.set_defaults(func=_encode)
 
-    translate = sub.add_parser(
-        "translate",
-        help="sample translations from a trained run (text or labels in, PNG grid and tensors out)",
-        description="Load a finished translation run (its config.yaml and cinn.safetensors) and draw N "
-        "translations per input: OUT/translations.png (one row per input) and OUT/translations.safetensors.",
-    )
+    translate = commands["translate"]
     translate.add_argument("run", help="a run folder, or a run name: the newest finished run of that name under "
                            "$NET2NET_CACHE/runs (e.g. text2image, the main job's; see net2net runs)")  # fmt: skip
     translate.add_argument("--text", nargs="+", default=None, help="sentences (text sources)")
@@ -594,52 +650,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(translate, "translations per input")
     translate.add_argument("--out", default="outputs/translate", help="output folder (default: %(default)s)")
     _add_module_args(translate, run=True)
-    translate.set_defaults(func=_translate)
 
-    evaluate = sub.add_parser(
-        "evaluate-autoencoder",
-        help="measure a Fashion-MNIST autoencoder: PSNR, classifier accuracy on reconstructions, FID",
-        description="Reconstruct the 10k Fashion-MNIST test images and report PSNR, L1 and (with --classifier) the "
-        "classifier's accuracy on real images and on reconstructions; FID (standard Inception network) of "
-        "reconstructions and of prior samples against the first N test images (about 3 images/s on 2 cores).",
-    )
+    evaluate = commands["evaluate-autoencoder"]
     evaluate.add_argument("weights", help="autoencoder.safetensors, a .ckpt, or pretrained:fashion_mnist_autoencoder")
     evaluate.add_argument("--classifier", default=None, help="classifier weights (e.g. pretrained:fashion_mnist_classifier)")
     evaluate.add_argument("--fid-images", type=int, default=300, help="images per FID set; 0 skips (default: %(default)s)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.add_argument("--png", default=None, help="write a grid: 16 test images, reconstructions, prior samples")
-    evaluate.set_defaults(func=_evaluate_autoencoder)
 
-    serve = sub.add_parser(
-        "serve",
-        help="the translations in a browser page: text -> image, exemplars, layer diagnosis, transfer, superres",
-        description="Serve a local web page (Gradio; pip install 'net2net[serve]') with a tab per translation: "
-        "text -> image (prompt, samples, temperature, seed), exemplar-guided synthesis, layer diagnosis, unpaired "
-        "transfer and super-resolution. With no RUN_DIR it uses the main job's run (net2net demo) and the runs of "
-        "net2net reproduce under $NET2NET_CACHE/runs (default ~/.cache/net2net/runs); a tab without a run names the command that makes it. "
-        "Works offline (no fonts, scripts or telemetry fetched).",
-    )
+    serve = commands["serve"]
     serve.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders to serve (default: those found)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind; warns unless loopback (default: %(default)s)")
     serve.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
-    serve.set_defaults(func=_serve)
 
-    demo = sub.add_parser(
-        "demo",
-        help="the main job: text -> Fashion-MNIST images (trains once, then reuses; first run ~10 min on 2 idle cores, far longer on a busy machine: use OMP_NUM_THREADS=1 there)",
-        description="text2image (default): Sentence-BERT -> the shipped Fashion-MNIST autoencoder through a cINN "
-        "trained on cached latents; writes OUT/text_to_image.png (several samples per prompt, including "
-        "phrasings never seen in training), the raw tensors and OUT/metrics.json (classifier accuracy on the "
-        "held-out phrasings, diversity). First run on this 2-core machine: 10 min 28 s measured (empty cache, "
-        "one thread, light load; see README.md), a rerun 10 s; on a busy machine "
-        "PyTorch's default threads slow training many times over, so the demo then uses 1 thread (--threads). "
-        "digits: the small label -> 8x8 digits cINN. Each trains its shipped config "
-        "(configs/translation/text2image.yaml, configs/demo/digits.yaml) into $NET2NET_CACHE/runs/<task>-<key> "
-        "(NET2NET_CACHE defaults to ~/.cache/net2net), keyed by the config and the weights it names, and the next "
-        "call with the same settings reuses it; see docs/runs.md.",
-    )
+    demo = commands["demo"]
     demo.add_argument("task", nargs="?", default="text2image", choices=["text2image", "digits"])
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--run-dir", default=None,
@@ -656,7 +682,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--precision", default=None, choices=["32", "bf16", "auto"],
                       help="text2image: training precision; auto = bf16 mixed where the model's own training step "
                       "measures faster (default: the config's, auto)")
-    demo.set_defaults(func=_demo)
     return parser
 
 

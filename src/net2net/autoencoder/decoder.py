@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from ..flows.checks import check_ints
+
 __all__ = ["ConditionalBatchNorm2d", "Decoder", "NonLocalBlock", "UpBlock", "decoder_layout"]
 
 # BigGAN's width multipliers (of ``ch``), from the 4x4 (7x7 for 28 px) input to the last block's output.
@@ -160,11 +162,9 @@ class Decoder(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        if min(out_channels, z_dim, ch, n_classes, h_dim, class_hidden_dim) < 1:
-            raise ValueError(
-                f"Decoder: expected positive sizes, got out_channels={out_channels}, z_dim={z_dim}, ch={ch}, "
-                f"n_classes={n_classes}, h_dim={h_dim}, class_hidden_dim={class_hidden_dim}"
-            )
+        sizes = {"out_channels": out_channels, "z_dim": z_dim, "ch": ch, "n_classes": n_classes, "h_dim": h_dim,
+                 "class_hidden_dim": class_hidden_dim}  # fmt: skip
+        check_ints(sizes, "Decoder")
         start, n_up = decoder_layout(image_size)
         if channel_multipliers is None:
             if image_size not in DEFAULT_MULTIPLIERS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..flows.checks import check_ints
 from .encoder import check_image
 
 __all__ = ["PatchDiscriminator"]
@@ -29,11 +30,7 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3) -> None:
         super().__init__()
-        if min(in_channels, ndf, n_layers) < 1:
-            raise ValueError(
-                f"PatchDiscriminator: expected positive sizes, got in_channels={in_channels}, ndf={ndf}, "
-                f"n_layers={n_layers}"
-            )
+        check_ints({"in_channels": in_channels, "ndf": ndf, "n_layers": n_layers}, "PatchDiscriminator")
         self.in_channels = in_channels
         self.n_layers = n_layers
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..flows.checks import check_float_tensor, check_ints
+
 __all__ = ["Bottleneck", "DiagonalGaussian", "Encoder", "check_image"]
 
 NormKind = Literal["batch", "group"]
@@ -74,10 +76,7 @@ class DiagonalGaussian:
 
 def check_image(x: object, name: str, channels: int, size: int | None) -> None:
     """Raise a TypeError/ValueError unless ``x`` is a float ``(B, channels, size, size)`` tensor."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected an image tensor (B, C, H, W), got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating point image in [-1, 1], got dtype {x.dtype}")
+    x = check_float_tensor(x, name, "an image batch (B, C, H, W) in [-1, 1]")
     if x.dim() != 4:
         raise ValueError(f"{name}: expected an image batch of shape (B, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[1] != channels:
@@ -176,11 +175,7 @@ class Encoder(nn.Module):
         depths = tuple(int(d) for d in depths)
         if len(depths) != 4 or min(depths) < 1:
             raise ValueError(f"Encoder: expected 4 positive stage depths, e.g. (3, 4, 23, 3), got {depths}")
-        if min(in_channels, z_dim, base_width) < 1:
-            raise ValueError(
-                f"Encoder: expected positive sizes, got in_channels={in_channels}, z_dim={z_dim}, "
-                f"base_width={base_width}"
-            )
+        check_ints({"in_channels": in_channels, "z_dim": z_dim, "base_width": base_width}, "Encoder")
         if image_size < 8:
             raise ValueError(f"Encoder: expected image_size >= 8, got {image_size}")
         if norm not in ("batch", "group"):

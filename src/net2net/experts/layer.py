@@ -161,22 +161,22 @@ class ImageNetNetwork(nn.Module):
     (``_blocks.10``, ``features.13``, ...) :func:`imagenet_expert` takes.
 
     Arguments:
-        backbone: ``"efficientnet_lite0"``, ``"mobilenet_v2"`` or ``"vgg16"`` (see
-            :func:`net2net.autoencoder.perceptual.available_backbones`).
-        weights_path: a local weights file replacing the installed weights package's (required for VGG16).
-        resize: as for :class:`PerceptualDistance`: ``None`` upsamples images smaller than 96 px (64 px for VGG16)
-            to that size, ``N > 0`` resizes the shorter side to ``N``, ``0`` never resizes.
+        perceptual: the :class:`PerceptualDistance` whose backbone and preprocessing this runs, e.g.
+            ``PerceptualDistance("mobilenet_v2")`` (its ``backbone``, ``weights_path`` and ``resize`` choose the
+            network, its weights and the input resizing).
+
+    Example:
+        >>> net = ImageNetNetwork(PerceptualDistance("efficientnet_lite0"))  # doctest: +SKIP
+        >>> net(torch.zeros(2, 3, 64, 64)).shape  # doctest: +SKIP
+        torch.Size([2, 1000])
     """
 
-    def __init__(
-        self,
-        backbone: str = "efficientnet_lite0",
-        weights_path: str | os.PathLike | None = None,
-        resize: int | None = None,
-    ) -> None:
+    def __init__(self, perceptual: PerceptualDistance) -> None:
         super().__init__()
-        self.perceptual = PerceptualDistance(backbone, weights_path, resize)
-        self.backbone_name = self.perceptual.backbone_name
+        if not isinstance(perceptual, PerceptualDistance):
+            raise TypeError(f"ImageNetNetwork: expected a PerceptualDistance, got {type(perceptual).__name__}")
+        self.perceptual = perceptual
+        self.backbone_name = perceptual.backbone_name
 
     @property
     def config(self) -> dict[str, Any]:
@@ -231,8 +231,10 @@ def imagenet_expert(
             ``"logits"``, the ImageNet logits ``(B, 1000)``.
         pool: ``None``, ``"avg"`` or ``"max"`` global pooling of a spatial layer (not with the ``"pool"`` alias).
         flatten: flatten the activation to ``(B, D)``.
-        weights_path: a local weights file (see :class:`ImageNetNetwork`); nothing is ever downloaded.
-        resize: input resizing (see :class:`ImageNetNetwork`); the default upsamples small images to 96 px.
+        weights_path: a local weights file replacing the installed weights package's (required for VGG16); nothing
+            is ever downloaded.
+        resize: as for :class:`PerceptualDistance`: ``None`` upsamples images smaller than 96 px (64 px for VGG16)
+            to that size, ``N > 0`` resizes the shorter side to ``N``, ``0`` never resizes.
 
     Raises:
         ValueError: for an unknown backbone or layer (the message lists valid names).
@@ -243,7 +245,7 @@ def imagenet_expert(
         >>> expert.encode(torch.zeros(2, 3, 64, 64)).shape  # doctest: +SKIP
         torch.Size([2, 1280])
     """
-    network = ImageNetNetwork(backbone, weights_path, resize)
+    network = ImageNetNetwork(PerceptualDistance(backbone, weights_path, resize))
     aliases = _IMAGENET_ALIASES.get(network.backbone_name, {})
     if layer in aliases:
         if pool is not None:

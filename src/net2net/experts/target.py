@@ -22,6 +22,7 @@ the same function, so a file always rebuilds the network it was trained with.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Mapping
@@ -55,17 +56,11 @@ def architecture_config(params: Mapping[str, Any]) -> dict[str, Any]:
     """The autoencoder config (the :data:`ARCH_KEYS` entries, defaults filled in) of a parameter mapping.
 
     ``params`` is e.g. the ``model.params`` block of a training config or the hyper-parameters of a
-    checkpoint; keys other than :data:`ARCH_KEYS` are ignored.
+    checkpoint; keys other than :data:`ARCH_KEYS` are ignored. The defaults are those of
+    :func:`build_encoder_decoder`.
     """
-    defaults: dict[str, Any] = {
-        "image_size": None,
-        "in_channels": 3,
-        "z_dim": 128,
-        "preset": "small",
-        "encoder_config": None,
-        "decoder_config": None,
-    }
-    out = {k: params.get(k, v) for k, v in defaults.items()}
+    defaults = inspect.signature(build_encoder_decoder).parameters
+    out = {k: params.get(k, defaults[k].default) for k in ARCH_KEYS}
     for k in ("encoder_config", "decoder_config"):
         if out[k] is not None:
             out[k] = json.loads(json.dumps(dict(out[k])))  # plain, JSON-serialisable copy

@@ -6,13 +6,15 @@ A model checked here has ``dim`` (features of the flat target ``z``), ``cond_sha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["check_condition", "check_dtype", "check_flat", "check_int", "check_ints", "check_pair", "check_tensor"]
+__all__ = ["check_condition", "check_dtype", "check_flat", "check_float_tensor", "check_int", "check_ints", "check_pair",
+           "check_sampling", "check_tensor"]
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -34,6 +36,34 @@ def check_ints(sizes: Mapping[str, Any], owner: str) -> None:
         check_int(f"{owner}: {name}", value)
 
 
+def check_float_tensor(x: object, name: str, what: str) -> Tensor:
+    """``x`` if it is a floating-point tensor; else a ``TypeError`` naming ``name``, saying ``what`` was expected
+    (e.g. ``"an image batch (B, C, H, W)"``) and what came instead.
+
+    Example:
+        >>> check_float_tensor(torch.zeros(2, 3), "z", "codes (B, D)").shape
+        torch.Size([2, 3])
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected {what} as a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected {what} of floating-point values, got dtype {x.dtype}; convert it with "
+                        ".float()")  # fmt: skip
+    return x
+
+
+def check_sampling(n_samples: Any, temperature: Any) -> None:
+    """The arguments of a ``sample`` method: ``n_samples`` a positive int (:func:`check_int`) and ``temperature``
+    (the residual's scale, ``v ~ N(0, T² I)``) a finite number ``>= 0``; else a ``ValueError`` saying what came.
+
+    Example:
+        >>> check_sampling(4, 0.7)
+    """
+    check_int("n_samples", n_samples)
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite non-negative number, got {temperature}")
+
+
 def check_tensor(x: Tensor, tail: tuple[int, ...], name: str = "input") -> None:
     """Raise a clear error unless ``x`` is a finite, non-empty floating ``(B, *tail)`` tensor.
 
@@ -43,10 +73,7 @@ def check_tensor(x: Tensor, tail: tuple[int, ...], name: str = "input") -> None:
         name: how the tensor is called in the error message.
     """
     shape = f"(B, {', '.join(map(str, tail))})"
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape {shape}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}; convert it with .float()")
+    check_float_tensor(x, name, f"shape {shape}")
     if tuple(x.shape[1:]) != tuple(tail) or x.dim() != len(tail) + 1:
         raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
     if x.shape[0] == 0:

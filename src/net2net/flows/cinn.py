@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .checks import check_condition, check_dtype, check_flat, check_int, check_pair
+from .checks import check_condition, check_dtype, check_flat, check_int, check_pair, check_sampling
 from .coupling import ConditionalAffineCoupling
 from .embedder import build_embedder, condition_params
 from .invertible import SequentialFlow
@@ -40,8 +39,8 @@ class _FlowMixin(nn.Module):
     flow: SequentialFlow
 
     def _sample_v(self, n: int, temperature: float, generator: torch.Generator | None, like: Tensor) -> Tensor:
-        if not (temperature >= 0 and math.isfinite(temperature)):
-            raise ValueError(f"temperature must be a finite non-negative number, got {temperature}")
+        """``(n, dim)`` residuals ``v ~ N(0, T² I)`` of ``like``'s dtype and device (arguments checked by the caller:
+        :func:`~net2net.flows.checks.check_sampling`)."""
         v = torch.randn(n, self.dim, generator=generator, dtype=like.dtype, device=like.device)
         return v * temperature
 
@@ -152,8 +151,7 @@ class ConditionalINN(_FlowMixin):
         The embedding, and the condition's part of every coupling subnet's first layer, are computed once per
         condition and shared by its samples.
         """
-        if not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        check_sampling(n_samples, temperature)
         h = self.embed(z_src)  # (B, E)
         batch = h.shape[0]
         v = self._sample_v(batch * n_samples, temperature, generator, h)  # rows i*n .. i*n+n-1 belong to condition i
@@ -196,7 +194,6 @@ class UnconditionalFlow(_FlowMixin):
 
     def sample(self, n_samples: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``(n_samples, dim)`` samples of ``z``."""
-        if not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        check_sampling(n_samples, temperature)
         like = next(self.parameters())
         return self.flow.inverse(self._sample_v(n_samples, temperature, generator, like))[0]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_int
+from .checks import check_int, check_ints
 from .invertible import InvertibleModule
 
 __all__ = ["ConditionalAffineCoupling", "ScaleShiftMLP", "SubnetConstructor"]
@@ -36,11 +36,9 @@ class ScaleShiftMLP(nn.Module):
 
     def __init__(self, in_dim: int, cond_dim: int, out_dim: int, hidden_dim: int, hidden_depth: int) -> None:
         super().__init__()
-        if min(in_dim, out_dim, hidden_dim) < 1 or cond_dim < 0 or hidden_depth < 0:
-            raise ValueError(
-                f"ScaleShiftMLP: expected positive sizes, got in_dim={in_dim}, cond_dim={cond_dim}, "
-                f"out_dim={out_dim}, hidden_dim={hidden_dim}, hidden_depth={hidden_depth}"
-            )
+        check_ints({"in_dim": in_dim, "out_dim": out_dim, "hidden_dim": hidden_dim}, "ScaleShiftMLP")
+        check_int("ScaleShiftMLP: cond_dim", cond_dim, 0)
+        check_int("ScaleShiftMLP: hidden_depth", hidden_depth, 0)
         self.in_dim, self.cond_dim, self.out_dim = in_dim, cond_dim, out_dim
         widths = [in_dim + cond_dim] + [hidden_dim] * (hidden_depth + 1) + [out_dim]
         # weight[k] has shape (2, fan_in, fan_out): index 0 is s, index 1 is t

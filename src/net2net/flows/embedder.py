@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from .checks import check_ints
 from .layers import ActNorm
 
 __all__ = ["ConvEmbedder", "DenseEmbedder", "build_embedder", "condition_params"]
@@ -23,11 +24,8 @@ class DenseEmbedder(nn.Module):
 
     def __init__(self, cond_dim: int, embedding_dim: int, hidden_dim: int = 1024, depth: int = 2) -> None:
         super().__init__()
-        if min(cond_dim, embedding_dim, hidden_dim, depth) < 1:
-            raise ValueError(
-                f"DenseEmbedder: expected positive sizes, got cond_dim={cond_dim}, "
-                f"embedding_dim={embedding_dim}, hidden_dim={hidden_dim}, depth={depth}"
-            )
+        sizes = {"cond_dim": cond_dim, "embedding_dim": embedding_dim, "hidden_dim": hidden_dim, "depth": depth}
+        check_ints(sizes, "DenseEmbedder")
         layers: list[nn.Module] = [nn.Linear(cond_dim, hidden_dim), nn.LeakyReLU(0.01)]
         for _ in range(depth - 1):
             layers += [nn.Linear(hidden_dim, hidden_dim), nn.LeakyReLU(0.01)]

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ..flows import ConditionalINN, UnconditionalFlow, nll
-from ..flows.checks import check_flat, check_tensor
+from ..flows.checks import check_flat, check_float_tensor, check_tensor
 
 __all__ = ["InformationEstimate", "heldout_nll", "information_estimate"]
 log = logging.getLogger(__name__)
@@ -113,10 +113,7 @@ class InformationEstimate(TypedDict):
 
 
 def _check_nll(x: Tensor, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of per-sample NLLs (N,), got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    check_float_tensor(x, name, "per-sample NLLs (N,)")
     if x.dim() != 1:
         raise ValueError(f"{name}: expected per-sample NLLs of shape (N,) (from heldout_nll), got {tuple(x.shape)}")
     if not torch.isfinite(x).all():

@@ -76,7 +76,7 @@ class DiagnosisSettings(FashionSettings):
     prior_steps: int | None = None
     seed: int = 0
 
-    MINIMUMS: ClassVar[Mapping[str, int]] = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2, "seed": 0}
+    MINIMUMS: ClassVar[Mapping[str, int]] = {**FashionSettings.MINIMUMS, "seed": 0}
 
 
 QUICK = DiagnosisSettings(train_images=10000, steps=1500, test_images=1000)

@@ -84,8 +84,7 @@ class ExemplarSettings(FashionSettings):
     seed: int = 0
 
     # samples, class_samples, exemplars >= 2: the pairwise measures need pairs
-    MINIMUMS: ClassVar[Mapping[str, int]] = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2, "class_samples": 2, "exemplars": 2,
-                "seed": 0}  # fmt: skip
+    MINIMUMS: ClassVar[Mapping[str, int]] = {**FashionSettings.MINIMUMS, "class_samples": 2, "exemplars": 2, "seed": 0}
 
     def check(self) -> None:
         if self.exemplars > self.test_images:

@@ -33,6 +33,7 @@ from ..training.runs import runs_dir as default_runs_dir
 __all__ = [
     "AUTOENCODER",
     "CLASSIFIER",
+    "FASHION_MNIST_SIZES",
     "Experiment",
     "FashionSettings",
     "Settings",
@@ -66,6 +67,7 @@ log = logging.getLogger(__name__)
 
 CLASSIFIER = "pretrained:fashion_mnist_classifier"
 AUTOENCODER = "pretrained:fashion_mnist_autoencoder"
+FASHION_MNIST_SIZES: Mapping[str, int] = {"train_images": 60000, "test_images": 10000}  # the images of its splits
 
 _USED_RUNS: list[Path] = []  # run folders train_once gave out in this process (for the compute report)
 
@@ -84,35 +86,43 @@ class Settings:
     """Base of an experiment's sizes: a frozen dataclass whose fields are written to the page's JSON.
 
     A subclass declares its fields (``seed`` among them), :attr:`MINIMUMS` (int fields and their smallest
-    allowed value, checked on creation) and, where it needs more, :meth:`check`.
+    allowed value), :attr:`MAXIMUMS` (fields and their largest allowed value, e.g. :data:`FASHION_MNIST_SIZES`),
+    both checked on creation, and, where it needs more, :meth:`check`.
     """
 
     MINIMUMS: ClassVar[Mapping[str, int]] = {}
+    MAXIMUMS: ClassVar[Mapping[str, int]] = {}
 
     def __post_init__(self) -> None:
         check_ints(self, self.MINIMUMS)
+        for name, most in self.MAXIMUMS.items():
+            if getattr(self, name) > most:
+                raise ValueError(f"{type(self).__name__}.{name} must be <= {most}, got {getattr(self, name)!r}")
         self.check()
 
     def check(self) -> None:
-        """Checks beyond :attr:`MINIMUMS` (a ``ValueError`` naming the field); none by default."""
+        """Checks beyond :attr:`MINIMUMS` and :attr:`MAXIMUMS` (a ``ValueError`` naming the field); none by
+        default."""
 
 
 @dataclass(frozen=True)
 class FashionSettings(Settings):
     """The sizes of an experiment that translates into the shipped autoencoder on Fashion-MNIST (its fields come
-    first in a subclass).
+    first in a subclass; a subclass's :attr:`MINIMUMS` extend these, ``{**FashionSettings.MINIMUMS, ...}``).
 
     Arguments:
         train_images: Fashion-MNIST training images trained on.
         steps: optimiser steps of each translator.
         test_images: held-out test images evaluated.
-        samples: translations per test image.
+        samples: translations per test image (at least 2: diversity needs pairs).
     """
 
     train_images: int = 60000
     steps: int = 6000
     test_images: int = 2000
     samples: int = 8
+
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2}
 
 
 S = TypeVar("S", bound=Settings)

@@ -145,8 +145,7 @@ class InpaintSettings(FashionSettings):
     seed: int = 0
 
     # samples >= 2: diversity needs pairs; below 16 px the ImageNet network has nothing left to see
-    MINIMUMS: ClassVar[Mapping[str, int]] = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2,
-                                             "resize": 16}  # fmt: skip
+    MINIMUMS: ClassVar[Mapping[str, int]] = {**FashionSettings.MINIMUMS, "resize": 16}
 
     def __post_init__(self) -> None:
         _check_box(self.box)  # before the int checks, as before: a bad box is named first

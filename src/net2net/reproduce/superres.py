@@ -41,6 +41,7 @@ from ..experts.encoder_source import resize_images
 from ..io import file_digest
 from ..metrics import domain_fid, mean_pairwise_distance, psnr
 from .experiment import (
+    FASHION_MNIST_SIZES,
     Experiment,
     Settings,
     autoencoder_translation_config,
@@ -96,12 +97,7 @@ class SuperresSettings(Settings):
     MINIMUMS: ClassVar[Mapping[str, int]] = {"ae_steps": 1, "train_images": 1, "steps": 1, "test_images": 1,
                                              "face_train": 1, "face_steps": 1, "face_test": 1, "samples": 2,
                                              "seed": 0}  # fmt: skip
-
-    def check(self) -> None:
-        if self.train_images > 60000:
-            raise ValueError(f"SuperresSettings.train_images must be <= 60000 (Fashion-MNIST), got {self.train_images}")
-        if self.test_images > 10000:
-            raise ValueError(f"SuperresSettings.test_images must be <= 10000 (Fashion-MNIST), got {self.test_images}")
+    MAXIMUMS: ClassVar[Mapping[str, int]] = FASHION_MNIST_SIZES
 
 
 QUICK = SuperresSettings(ae_steps=800, train_images=10000, steps=800, test_images=1000, face_train=6144,

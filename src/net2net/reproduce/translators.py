@@ -35,6 +35,7 @@ from ..data import FashionMNIST
 from ..metrics import domain_fid, mean_pairwise_distance
 from .experiment import (
     CLASSIFIER,
+    FASHION_MNIST_SIZES,
     Experiment,
     Settings,
     batched,
@@ -93,13 +94,12 @@ class TranslatorsSettings(Settings):
     MINIMUMS: ClassVar[Mapping[str, int]] = {"steps": 1, "train_images": 1, "test_images": 2, "samples": 2,
                                              "nll_examples": 2, "known_train": 256, "known_steps": 1,
                                              "seed": 0}  # fmt: skip
+    MAXIMUMS: ClassVar[Mapping[str, int]] = FASHION_MNIST_SIZES
 
     def check(self) -> None:
         for name in ("seconds", "known_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TranslatorsSettings.{name} must be positive, got {getattr(self, name)!r}")
-        if self.train_images > 60000 or self.test_images > 10000:
-            raise ValueError("TranslatorsSettings: at most 60000 training and 10000 test images (Fashion-MNIST)")
 
 
 QUICK = TranslatorsSettings(steps=150, seconds=60.0, train_images=10000, test_images=300, samples=4, nll_examples=150,

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..flows.checks import check_condition
+from ..flows.checks import check_condition, check_sampling
 
 __all__ = ["MissingCapability", "Translator", "gaussian_log_prob"]
 
@@ -79,10 +79,7 @@ class Translator(nn.Module, ABC):
     ) -> Tensor:
         """``n_samples`` translations ``z_tgt ~ p(z_tgt | z_src)`` per condition, ``(B, n_samples, dim)``;
         ``temperature`` scales the residual ``v ~ N(0, T² I)``."""
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be non-negative, got {temperature}")
+        check_sampling(n_samples, temperature)
         check_condition(self, z_src)
         batch = z_src.shape[0]
         cond = z_src.repeat_interleave(n_samples, 0)  # (B * n, ...): rows i*n .. i*n+n-1 belong to condition i

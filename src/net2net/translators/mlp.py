@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..flows.checks import check_condition, check_ints, check_pair
+from ..flows.checks import check_condition, check_ints, check_pair, check_sampling
 from ..flows.embedder import build_embedder, condition_params
 from .interface import Translator
 
@@ -106,10 +106,7 @@ class MLPTranslator(Translator):
         """The shape contract of :meth:`ConditionalINN.sample <net2net.flows.ConditionalINN.sample>`:
         ``(B, n_samples, dim)``. The translator is deterministic, so the ``n_samples`` rows of a condition
         are equal; ``temperature`` and ``generator`` are accepted for drop-in use and have no effect."""
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be non-negative, got {temperature}")
+        check_sampling(n_samples, temperature)
         z = self(z_src)  # (B, D)
         return z.unsqueeze(1).repeat(1, n_samples, 1)  # (B, D) -> (B, n, D), its own memory
 
