@@ -230,11 +230,12 @@ def _translate(args: argparse.Namespace) -> int:
         bad = [x for x in args.labels if not 0 <= x < source.n_classes]
         if bad:
             raise CLIError(f"--labels must lie in 0..{source.n_classes - 1} for this run, got {bad}")
-    inputs: object = list(args.text) if kind == "text" else pictures if kind == "images" else torch.tensor(args.labels)
+    inputs: Any = list(args.text) if kind == "text" else pictures if kind == "images" else torch.tensor(args.labels)
     n_inputs = len(args.text) if kind == "text" else len(pictures) if pictures is not None else len(args.labels)
 
     g = torch.Generator().manual_seed(args.seed)
-    first = model.translate(inputs, n=1, temperature=args.temperature, generator=g)  # (B, 1, C, H, W): the shape
+    # one input, one sample: the image shape (the generator is reset below, so the output does not change)
+    first = model.translate(inputs[:1], n=1, temperature=args.temperature, generator=g)  # (1, 1, C, H, W)
     image_bytes = first[0, 0].numel() * 4
     # the images, the grid (scaled 2x: ~4.5x the images) and its PNG copy: about 6x the images
     need = 6 * n_inputs * args.n * image_bytes
