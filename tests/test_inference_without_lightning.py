@@ -18,7 +18,8 @@ import yaml
 from net2net.flows import ConditionalINN, save_cinn
 from net2net.translators import build_translator, save_translator
 
-HEAVY = ("lightning", "lightning.pytorch", "torchmetrics", "codecarbon", "matplotlib")
+# sympy: torch imports it for meta-device shape functions such as randperm's (1 s of net2net translate, issue 17)
+HEAVY = ("lightning", "lightning.pytorch", "torchmetrics", "codecarbon", "matplotlib", "sympy")
 
 
 def _label_run(run: Path, translator: str | None = None) -> Path:
