@@ -6,8 +6,9 @@ Times, in new processes as a user starts them, interleaved (old, new, new, old, 
 both alike: ``net2net translate RUN --text <the main job's 10 prompts> -n 8`` (target: 3 s including start-up), a bare
 ``python -c "import torch"`` (the floor every command pays), and, in one process each, loading the text expert and
 embedding the main job's training and held-out phrasings (about 2260) in chunks of 256 as the main job does. Each
-``--threads`` value sets ``OMP_NUM_THREADS`` for the children. Prints medians (and all repeats) as JSON with the load
-average before and after.
+``--threads`` value sets ``OMP_NUM_THREADS`` for the children. Prints medians (and all repeats) of the wall time and
+of the children's CPU time (user + system: with one thread, about the wall time on an idle machine) as JSON with the
+load average before and after.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,10 +52,15 @@ def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def _wall(argv: list[str], env: dict[str, str]) -> float:
+def _wall(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of a child process. On a loaded machine the CPU time of a
+    one-thread command stays close to its wall time on an idle one, which the wall time here is not."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(argv, check=True, capture_output=True, env=env)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def main() -> None:
@@ -76,23 +83,28 @@ def main() -> None:
         for threads in args.threads:
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "NET2NET_CACHE": f"{tmp}/cache"}
             times: dict[str, list[float]] = {"old": [], "new": [], "import torch": []}
+            cpu: dict[str, list[float]] = {k: [] for k in times}
             embeds: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
             for r in range(args.repeats):
                 for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
                     cli = [pythons[name], "-c", "import sys; from net2net.cli import main; sys.exit(main())"]
                     argv = [*cli, "translate", args.run, "--text", *prompts, "-n", "8", "--out", f"{tmp}/{name}{r}"]
-                    times[name].append(_wall(argv, env))
-                times["import torch"].append(_wall([args.new, "-c", "import torch"], env))
+                    for d, x in zip((times, cpu), _wall(argv, env), strict=True):
+                        d[name].append(x)
+                for d, x in zip((times, cpu), _wall([args.new, "-c", "import torch"], env), strict=True):
+                    d["import torch"].append(x)
                 if not args.no_embed:
                     for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
                         res = subprocess.run([pythons[name], "-c", EMBED], check=True, capture_output=True, text=True,
                                              env=env).stdout  # fmt: skip
                         embeds[name].append(json.loads(res.strip().splitlines()[-1]))
-                print(f"threads {threads}, repeat {r}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+                print(f"threads {threads}, repeat {r}: " + ", ".join(f"{k} {v[-1]:.2f} s (CPU {cpu[k][-1]:.2f} s)"
+                                                               for k, v in times.items()),
                       flush=True)  # fmt: skip
             result: dict[str, Any] = {
                 f"translate 10 x 8, {name}" if name != "import torch" else name: {
-                    "median_s": round(statistics.median(v), 2), "all_s": [round(x, 2) for x in v]}
+                    "median_s": round(statistics.median(v), 2), "all_s": [round(x, 2) for x in v],
+                    "cpu_median_s": round(statistics.median(cpu[name]), 2), "cpu_all_s": [round(x, 2) for x in cpu[name]]}
                 for name, v in times.items()
             }  # fmt: skip
             for name, runs in embeds.items():
