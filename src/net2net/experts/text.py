@@ -78,10 +78,10 @@ class SentenceEncoder(FrozenExpert):
 
     A BERT -> mean pooling (-> Normalize) model (all-MiniLM-L6-v2 is one) runs in plain torch
     (:class:`~net2net.experts.bert.BertSentenceModel`), with sentence-transformers' embeddings (to 1e-5), state
-    dict and :meth:`fingerprint`; loading all-MiniLM-L6-v2 takes 0.1-0.2 s once torch is imported. Any other model directory (another
-    architecture or pooling, a ``pytorch_model.bin`` instead of ``model.safetensors``, ...) is not refused but
-    loaded by sentence-transformers, as before, with the reason logged (INFO): the plain-torch path only makes
-    loading faster, it never changes which models work. Create one encoder and reuse it.
+    dict and :meth:`fingerprint`; loading all-MiniLM-L6-v2 takes 0.1-0.2 s once torch is imported. Any other model
+    directory (another architecture or pooling, a ``pytorch_model.bin`` instead of ``model.safetensors``, ...) is not
+    refused but loaded by sentence-transformers, as before, with the reason logged (INFO): the plain-torch path only
+    makes loading faster, it never changes which models work. Create one encoder and reuse it.
 
     Raises:
         FileNotFoundError: if ``model_path`` is not a sentence-transformers model directory.
