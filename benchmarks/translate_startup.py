@@ -104,7 +104,8 @@ def main() -> None:
             result: dict[str, Any] = {
                 f"translate 10 x 8, {name}" if name != "import torch" else name: {
                     "median_s": round(statistics.median(v), 2), "all_s": [round(x, 2) for x in v],
-                    "cpu_median_s": round(statistics.median(cpu[name]), 2), "cpu_all_s": [round(x, 2) for x in cpu[name]]}
+                    "cpu_median_s": round(statistics.median(cpu[name]), 2),
+                    "cpu_all_s": [round(x, 2) for x in cpu[name]]}
                 for name, v in times.items()
             }  # fmt: skip
             for name, runs in embeds.items():

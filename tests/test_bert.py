@@ -108,7 +108,8 @@ def test_no_transformers_import() -> None:
     """Loading and running the default encoder imports neither transformers nor sentence-transformers."""
     code = ("import sys; from net2net.experts.text import SentenceEncoder; e = SentenceEncoder(device='cpu'); "
             "z = e.encode(['a warm coat', 'bag']); print(type(e.model).__name__, tuple(z.shape), "
-            "sorted(m for m in ('transformers', 'sentence_transformers', 'sklearn', 'pandas') if m in sys.modules))")  # fmt: skip
+            "sorted(m for m in ('transformers', 'sentence_transformers', 'sklearn', 'pandas') "
+            "if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "BertSentenceModel (2, 384) []"
 

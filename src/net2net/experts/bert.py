@@ -82,7 +82,8 @@ def _read_settings(path: Path) -> dict[str, Any]:
         _check(not st_config.get("default_prompt_name"), "the model has a default prompt")
     config = _read_json(path / "config.json")
     _check(config.get("model_type") == "bert" and config.get("architectures", ["BertModel"]) == ["BertModel"],
-           f"config.json describes {config.get('model_type')!r} {config.get('architectures')}, not a BertModel")  # fmt: skip
+           f"config.json describes {config.get('model_type')!r} {config.get('architectures')}, "
+           "not a BertModel")  # fmt: skip
     _check(config.get("position_embedding_type", "absolute") == "absolute",
            f"position_embedding_type {config.get('position_embedding_type')!r} is not 'absolute'")  # fmt: skip
     _check(config.get("hidden_act") == "gelu", f"hidden_act {config.get('hidden_act')!r} is not 'gelu'")
