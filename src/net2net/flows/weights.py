@@ -102,12 +102,17 @@ def load_cinn(path: str | os.PathLike[str]) -> ConditionalINN:
             raise ValueError(f"{path}: cINN field {name}={value!r} does not fit the {len(shapes)} tensors in the file")
     try:
         with torch.device("meta"):  # shapes only, no memory
-            expected = {k: tuple(v.shape) for k, v in ConditionalINN(**params).state_dict().items()}
+            tau = ConditionalINN(**params)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: its cINN config does not build a network: {e}") from e
+    expected = {k: tuple(v.shape) for k, v in tau.state_dict().items()}
     if expected != shapes:
         diff = sorted(set(expected) ^ set(shapes)) or [k for k in expected if expected[k] != shapes[k]]
         raise ValueError(f"{path}: the weights do not fit the cINN of its config (first differences: {diff[:3]})")
-    tau = ConditionalINN(**params)
-    tau.load_state_dict(load_safetensors(path, "the cINN weights", fix), strict=True)
+    # every parameter and buffer is in the file (checked above): the file's tensors replace the meta ones, without
+    # building the network a second time with a random initialisation that would be overwritten (nor to_empty,
+    # whose meta empty_like imports sympy: issue 17)
+    dtypes = {k: v.dtype for k, v in tau.state_dict().items()}
+    weights = {k: w.to(dtypes.get(k, w.dtype)) for k, w in load_safetensors(path, "the cINN weights", fix).items()}
+    tau.load_state_dict(weights, strict=True, assign=True)  # cast to the network's dtypes, as a copy would
     return tau.eval()

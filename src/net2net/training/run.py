@@ -73,6 +73,8 @@ from omegaconf.errors import OmegaConfBaseException
 from ..config import ConfigError, instantiate, load_config, nearest
 from ..io import atomic_path
 from .callbacks import StepTimer
+from .threads import _busy, _load_average
+from .threads import choose_threads as choose_threads  # its former home: kept importable from here
 
 __all__ = [
     "DEFAULT_CALLBACKS",
@@ -373,41 +375,6 @@ class ProgressLog(L.Callback):
         if now - self._t_last >= self.every_seconds and trainer.is_global_zero:
             log.info("%s", self.line(trainer, now))
             self._t_last, self._step_last = now, trainer.global_step
-
-
-def choose_threads(requested: int | None = None) -> int:
-    """Set PyTorch's CPU threads for a run and return the number.
-
-    ``requested`` wins; else a thread count set through ``OMP_NUM_THREADS`` is kept; else, on a machine whose load
-    leaves fewer free cores than PyTorch's default threads, one thread is used (on the shared 2-core machine, one
-    thread trained the main job at about 1 step/s where the default two managed 0.13-0.24, benchmarks/README.md).
-
-    Raises:
-        ValueError: ``requested`` is not a positive int.
-    """
-    if requested is not None:
-        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-            raise ValueError(f"threads must be a positive int, got {requested!r}")
-        torch.set_num_threads(requested)
-    elif "OMP_NUM_THREADS" not in os.environ and _busy(torch.get_num_threads(), load := _load_average()):
-        log.warning("the machine is busy (load average %.1f on %d cores): training with 1 PyTorch thread, which is "
-                    "faster here than %d competing ones (set OMP_NUM_THREADS or --threads to choose)",
-                    load, os.cpu_count() or 1, torch.get_num_threads())  # fmt: skip
-        torch.set_num_threads(1)
-    return torch.get_num_threads()
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average, ``None`` where the OS has none."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def _busy(threads: int, load: float | None) -> bool:
-    """Whether the load average leaves ``threads`` (> 1) PyTorch threads fewer cores than they need."""
-    return load is not None and threads > 1 and load + threads > (os.cpu_count() or 1) + 0.5
 
 
 def _warn_if_busy() -> None:
