@@ -49,6 +49,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "c6x256-bf16": {"n_blocks": 6, "hidden_dim": 256, "precision": "bf16"},
     "c6x192-bf16": {"n_blocks": 6, "hidden_dim": 192, "precision": "bf16"},
     "c8x128-bf16": {"n_blocks": 8, "hidden_dim": 128, "precision": "bf16"},
+    "c12x128-bf16": {"hidden_dim": 128, "precision": "bf16"},
     "c8x256-e32-bf16": {"n_blocks": 8, "embedding_dim": 32, "precision": "bf16"},
     "c12x256x1-bf16": {"hidden_depth": 1, "precision": "bf16"},
 }
