@@ -35,14 +35,23 @@ import torch
 
 # the recipe `net2net demo` trained until 2026-12-03 (float32, batch 128, 4000 steps): the baseline
 OLD = {"batch": 128, "steps": 4000, "max_lr": 1.5e-3, "warmup": 200, "precision": "32",
-       "n_blocks": 12, "hidden_dim": 256, "embedding_dim": 64}  # fmt: skip
-# candidates tried against it (name -> changes to OLD); "new" is the shipped config's recipe
+       "n_blocks": 12, "hidden_dim": 256, "hidden_depth": 2, "embedding_dim": 64}  # fmt: skip
+# candidates tried against it (name -> changes to OLD); "new" is the shipped config's recipe. A name may end in
+# "@SEED" to train that recipe with its own seed in the same run (e.g. `--recipes old c6x256-bf16 c6x256-bf16@1`).
 CANDIDATES: dict[str, dict[str, Any]] = {
     "b128-2000-bf16": {"steps": 2000, "warmup": 100, "precision": "bf16"},
     "b128-2500-bf16": {"steps": 2500, "warmup": 150, "precision": "bf16"},
     "b128-3000-bf16": {"steps": 3000, "warmup": 150, "precision": "bf16"},
     "b512-1000-bf16": {"batch": 512, "steps": 1000, "max_lr": 3e-3, "warmup": 100, "precision": "bf16"},
     "b512-600-bf16": {"batch": 512, "steps": 600, "max_lr": 3e-3, "warmup": 60, "precision": "bf16"},
+    # smaller cINNs (blocks x subnet width; the dense embedder is as wide as the subnets), 4000 steps
+    "c8x192-bf16": {"n_blocks": 8, "hidden_dim": 192, "precision": "bf16"},
+    "c6x256-bf16": {"n_blocks": 6, "hidden_dim": 256, "precision": "bf16"},
+    "c6x192-bf16": {"n_blocks": 6, "hidden_dim": 192, "precision": "bf16"},
+    "c8x128-bf16": {"n_blocks": 8, "hidden_dim": 128, "precision": "bf16"},
+    "c12x128-bf16": {"hidden_dim": 128, "precision": "bf16"},
+    "c8x256-e32-bf16": {"n_blocks": 8, "embedding_dim": 32, "precision": "bf16"},
+    "c12x256x1-bf16": {"hidden_depth": 1, "precision": "bf16"},
 }
 
 
@@ -64,10 +73,17 @@ def new_recipe() -> dict[str, Any]:
     return {"batch": m["batch_size"], "steps": cfg["lightning"]["trainer"]["max_steps"],
             "max_lr": m["optim"]["max_lr"], "warmup": m["optim"]["warmup_steps"],
             "precision": "bf16" if str(prec).startswith("bf16") else "32",
-            "n_blocks": flow["n_blocks"], "hidden_dim": flow["hidden_dim"], "embedding_dim": flow["embedding_dim"]}  # fmt: skip
+            "n_blocks": flow["n_blocks"], "hidden_dim": flow["hidden_dim"], "hidden_depth": flow["hidden_depth"],
+            "embedding_dim": flow["embedding_dim"]}  # fmt: skip
 
 
 def recipe(name: str) -> dict[str, Any]:
+    """The recipe ``name`` (old, new, a candidate), with ``"seed"`` set where the name ends in ``@SEED``."""
+    base, at, seed = name.partition("@")
+    if at:
+        if not seed.isdigit():
+            raise SystemExit(f"recipe {name!r}: expected NAME@SEED with an integer seed")
+        return {**recipe(base), "seed": int(seed)}
     if name == "old":
         return dict(OLD)
     if name == "new":
@@ -80,7 +96,7 @@ def recipe(name: str) -> dict[str, Any]:
 def _flow(r: dict[str, Any]) -> dict[str, Any]:
     return {"target": "net2net.flows.ConditionalINN",
             "params": {"dim": 64, "cond_dim": 384, "n_blocks": r["n_blocks"], "hidden_dim": r["hidden_dim"],
-                       "hidden_depth": 2, "embedding_dim": r["embedding_dim"]}}  # fmt: skip
+                       "hidden_depth": r["hidden_depth"], "embedding_dim": r["embedding_dim"]}}  # fmt: skip
 
 
 def _flops(fn: Any) -> float:
@@ -273,7 +289,8 @@ def main() -> None:
 
     state: dict[str, dict[str, Any]] = {}
     for name, r in recipes.items():
-        torch.manual_seed(args.seed)
+        seed = r.get("seed", args.seed)
+        torch.manual_seed(seed)
         tau = instantiate_from_config(_flow(r)).train()
         optim = FlowOptimConfig(base_lr=1.2e-5, max_lr=r["max_lr"], warmup_steps=r["warmup"], decay_steps=r["steps"])
         opt, sched = make_optimizer(tau.parameters(), optim, r["batch"])
@@ -281,7 +298,7 @@ def main() -> None:
         z, c = torch.randn(r["batch"], 64), torch.randn(r["batch"], 384)
         step_flops = _flops(lambda: nll(*probe(z, c)).per_sample.mean().backward())  # noqa: B023
         state[name] = {"tau": tau, "opt": opt, "sched": sched, "step": 0, "seconds": 0.0, "times": [], "curve": [],
-                       "loader": iter(()), "gen": torch.Generator().manual_seed(args.seed), "flops": step_flops,
+                       "loader": iter(()), "gen": torch.Generator().manual_seed(seed), "flops": step_flops,
                        "params": sum(p.numel() for p in tau.parameters())}  # fmt: skip
     while True:
         last = {n: min(recipes[n]["steps"], caps.get(n, recipes[n]["steps"])) for n in state}
@@ -330,12 +347,13 @@ def main() -> None:
             )  # fmt: skip
             print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k != 'curve'})}", flush=True)
             continue
+        seed = r.get("seed", args.seed)
         net = Net2Net(source, target, s["tau"].eval())
         t = time.perf_counter()
-        net.translate(prompts, n=8, generator=torch.Generator().manual_seed(args.seed + 1))
+        net.translate(prompts, n=8, generator=torch.Generator().manual_seed(seed + 1))
         sample_s = time.perf_counter() - t
         t = time.perf_counter()
-        metrics = evaluate_text2image(net, classifier, samples_per_caption=args.eval_samples, seed=args.seed + 2)
+        metrics = evaluate_text2image(net, classifier, samples_per_caption=args.eval_samples, seed=seed + 2)
         eval_s = time.perf_counter() - t
         results[name] = {
             "train_seconds": round(s["seconds"], 1), "steps": r["steps"], "median_step_s": round(median_step, 4),

@@ -22,6 +22,10 @@ def test_channels_last_target_matches_the_plain_layout(tmp_path) -> None:
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
     y = torch.rand(16, 1, 28, 28) * 2 - 1
     z = torch.randn(16, 8)
+    layouts: list[bool] = []  # the decoder's first block gets its input in the weights' layout (no per-conv copies)
+    target.decoder.blocks[0].register_forward_pre_hook(
+        lambda _m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
     with torch.no_grad():
         mean, std = target.encode_dist(y)
         q = ref_enc(y)
@@ -29,6 +33,7 @@ def test_channels_last_target_matches_the_plain_layout(tmp_path) -> None:
         ref_images = ref_dec(z)
     assert torch.allclose(mean, q.mean, atol=1e-5) and torch.allclose(std, q.std, atol=1e-5)
     assert images.is_contiguous() and torch.allclose(images, ref_images, atol=1e-5)
+    assert layouts == [True]
     # the same weights in the plain layout have the same fingerprint (latent-cache key) and export
     plain = AutoencoderTarget(copy.deepcopy(ref_enc), copy.deepcopy(ref_dec)).to(memory_format=torch.contiguous_format)
     assert expert_fingerprint(plain) == expert_fingerprint(target)

@@ -269,6 +269,7 @@ def test_text2image_evaluation_and_grid() -> None:
     from net2net.apps.main_job import _labelled_grid, evaluate_text2image
     from net2net.data import FASHION_MNIST_CAPTIONS
     from net2net.experts.classifier import load_classifier
+    from net2net.metrics import mean_pairwise_distance
 
     tau = ConditionalINN(dim=8, cond_dim=HashText.dim, n_blocks=1, hidden_dim=8)
     tau.eval()
@@ -284,6 +285,18 @@ def test_text2image_evaluation_and_grid() -> None:
     assert abs(sum(accs) / len(accs) - out["held_out_accuracy"]) < 1e-3  # same number of samples per phrasing
     first = [p["accuracy"] for p in out["per_prompt"] if p["set"] == "original"]
     assert len(first) == 20 and abs(sum(first) / 20 - out["held_out_accuracy_by_set"]["original"]) < 1e-3
+    # the samples are those of `translate`, phrasing after phrasing from one generator per temperature: the first
+    # two phrasings' numbers recomputed that way, and a temperature evaluated alone gives what it gave beside another
+    classifier = load_classifier("pretrained:fashion_mnist_classifier")
+    g = torch.Generator().manual_seed(0)
+    for row in out["per_prompt"][:2]:
+        images = model.translate([row["prompt"]], n=4, generator=g)[0]
+        label = next(k for k, p in FASHION_MNIST_CAPTIONS.items() if row["prompt"] in p["held_out"])
+        assert row["accuracy"] == round(float((classifier(images).argmax(1) == label).float().mean()), 4)
+        assert row["diversity"] == round(float(mean_pairwise_distance(images[None])[0]), 4)
+    alone = evaluate_text2image(model, classifier, samples_per_caption=4, temperatures=(0.7,))
+    assert out["by_temperature"]["0.7"]["diversity_mean"] == alone["diversity_mean"]
+    assert out["by_temperature"]["0.7"]["held_out_accuracy"] == alone["held_out_accuracy"]
     img = _labelled_grid(torch.zeros(3, 4, 1, 28, 28), ["a", "b", "c"], scale=2, label_width=100)
     assert img.size == (100 + 4 * 56 + 5 * 2, 3 * (56 + 4))
 
