@@ -135,6 +135,7 @@ def test_resume_restores_weights_and_continues_the_step_count(run: dict) -> None
     # continuing: global_step goes 3 -> 4, not 0 -> 4
     summary = json.loads((log_dir / "summary.json").read_text())
     assert (summary["start_step"], summary["global_step"], summary["steps"]) == (3, 4, 1)
+    assert summary["precision"] == "32-true"  # what the trainer ran, recorded (precision: auto decides per machine)
     ckpt = torch.load(log_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4
     assert len(ckpt["optimizer_states"]) == 2  # autoencoder (with log γ) and discriminator

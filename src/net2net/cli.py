@@ -581,12 +581,12 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str | None]
     ),
     "demo": (
         _demo,
-        "the main job: text -> Fashion-MNIST images (trains once, then reuses; first run ~10 min on 2 idle cores, far longer on a busy machine: use OMP_NUM_THREADS=1 there)",
+        "the main job: text -> Fashion-MNIST images (trains once, then reuses; first run 8 min on 2 idle cores, far longer on a busy machine)",
         "text2image (default): Sentence-BERT -> the shipped Fashion-MNIST autoencoder through a cINN "
         "trained on cached latents; writes OUT/text_to_image.png (several samples per prompt, including "
         "phrasings never seen in training), the raw tensors and OUT/metrics.json (classifier accuracy on the "
-        "held-out phrasings, diversity). First run on this 2-core machine: 10 min 28 s measured (empty cache, "
-        "one thread, light load; see README.md), a rerun 10 s; on a busy machine "
+        "held-out phrasings, diversity). First run on this 2-core machine: 8 min 0 s measured (empty cache, "
+        "idle, 2 threads; 15 min at load 3-4 with 1 thread; see README.md), a rerun 7 s; on a busy machine "
         "PyTorch's default threads slow training many times over, so the demo then uses 1 thread (--threads). "
         "digits: the small label -> 8x8 digits cINN. Each trains its shipped config "
         "(configs/translation/text2image.yaml, configs/demo/digits.yaml) into $NET2NET_CACHE/runs/<task>-<key> "

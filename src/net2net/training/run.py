@@ -26,7 +26,7 @@ A run writes into its log folder (default ``$NET2NET_CACHE/runs/<stem of the fir
     classifier.safetensors         (ClassifierModule runs) the SmallResNet, with its test accuracy in the metadata
     dequantization_vae.safetensors (DequantizationVAEModule runs) the VAE of Tab. S4
     translator.safetensors         (TranslatorModule runs) the translator's weights, kind and parameters
-    summary.json                   steps, wall time and seconds per step (median and mean) of the latest call
+    summary.json                   steps, wall time, seconds per step (median and mean), threads and precision of the latest call
     compute.json                   time, energy, CO2 and cost of the calls since step 0 (see training/compute.py)
     .lock                          held while a call trains (a second call on the folder is refused, naming the holder)
 
@@ -568,6 +568,7 @@ def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, 
             "median_step_seconds": round(statistics.median(times), 4) if times else None,
             "mean_step_seconds": round(statistics.fmean(times), 4) if times else None,
             "threads": torch.get_num_threads(),
+            "precision": str(trainer.precision),  # what `precision: auto` chose: it changes the trained weights
             "export": str(export) if export is not None else None,
         }
         with atomic_path(log_dir / "summary.json") as tmp:
