@@ -85,7 +85,7 @@ def test_demo_threads_follow_the_load_unless_told(monkeypatch) -> None:
 
     import torch
 
-    from net2net.training.run import choose_threads
+    from net2net.training.threads import choose_threads
 
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

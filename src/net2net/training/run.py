@@ -74,7 +74,6 @@ from ..config import ConfigError, instantiate, load_config, nearest
 from ..io import atomic_path
 from .callbacks import StepTimer
 from .threads import _busy, _load_average
-from .threads import choose_threads as choose_threads  # its former home: kept importable from here
 
 __all__ = [
     "DEFAULT_CALLBACKS",
