@@ -37,7 +37,7 @@ from net2net.serve.backend import (
     load_upload,
 )
 from net2net.serve.browser import CHROMIUM, gallery_sources, offline_page
-from net2net.serve.discovery import RunInfo, classify_run, find_runs
+from net2net.serve.discovery import TABS, RunInfo, classify_run, find_runs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_helpers import (
@@ -193,6 +193,20 @@ def test_cli_refuses_what_it_cannot_serve(tmp_path: Path, capsys: pytest.Capture
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
 
 
+
+def test_png_file_is_written_once_and_named_by_its_content(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    from net2net.serve.app import png_file
+
+    a, b = Image.new("L", (4, 4), 10), Image.new("L", (4, 4), 20)
+    path = png_file(a, tmp_path / "png")
+    before = path.stat()
+    assert png_file(a.copy(), tmp_path / "png") == path  # the same image again: the same file, not written again
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    other = png_file(b, tmp_path / "png")
+    assert other != path and Image.open(path).tobytes() == a.tobytes() and Image.open(other).tobytes() == b.tobytes()
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == sorted([path.name, other.name])  # no staging file
+
 # -- the page in a browser --------------------------------------------------------------------------------------------
 class _Recorder(socketserver.ThreadingTCPServer):
     """A "proxy" that records the first line of every request it gets (and answers nothing)."""
@@ -287,6 +301,23 @@ def test_page_generates_pngs_and_temperature_changes_them(page: Any, tmp_path: P
     assert Image.open(tmp_path / "text.png").size[0] == 1280
 
 
+def test_typing_a_temperature_then_generating_never_breaks_an_image(page: Any) -> None:
+    """Typing a temperature and pressing Generate runs twice with the same result (the slider's release event on
+    blur, then the button). Gradio rewrote a returned image's file in place, so a browser still fetching it got a
+    truncated file: a broken image or an aborted download within a few rounds (CI, 2026-12-03)."""
+    pg = page
+    pg.get_by_role("tab", name=TABS["text"][0]).click()
+    pg.fill("#text-prompt textarea, #text-prompt input", "a pair of sandals")
+    temperature = pg.locator("#text-temperature input[type=number]")
+    urls: list[str] = []
+    for value in ["0.4", "0.6", "0.8", "1"] * 3:
+        temperature.fill(value)
+        temperature.press("Enter")
+        pg.click("#text-run")
+        urls, images = _gallery(pg, "text", previous=urls)
+        assert all(Image.open(io.BytesIO(data)).size == (28 * SCALE, 28 * SCALE) for data in images)
+
+
 def test_page_shows_bad_input_messages_and_keeps_serving(page: Any, server: tuple[str, _Recorder],
                                                         tmp_path: Path) -> None:  # fmt: skip
     pg = page
@@ -342,4 +373,3 @@ def test_server_serves_no_file_it_did_not_write(server: tuple[str, _Recorder]) -
 def test_nothing_left_localhost(page: Any, server: tuple[str, _Recorder]) -> None:
     assert page.external == []  # the browser: no fonts, scripts, analytics
     assert server[1].seen == []  # the server process: no connection through the proxy
-

@@ -9,12 +9,18 @@ fonts (no font files fetched), telemetry and the version check are off (``GRADIO
 
 from __future__ import annotations
 
+import hashlib
+import io
 import ipaddress
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from .backend import MAX_SAMPLES, MAX_TEMPERATURE, MAX_UPLOAD_BYTES, Backend, InputError, Output
 from .discovery import TABS
@@ -23,8 +29,9 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # (the environment above must be set first)
+from gradio.utils import get_upload_folder
 
-__all__ = ["build_app", "is_loopback", "launch"]
+__all__ = ["build_app", "is_loopback", "launch", "png_file"]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +48,31 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def png_file(image: Image.Image, folder: Path) -> Path:
+    """``image`` as a PNG file in ``folder`` named by its content, written once and atomically.
+
+    Gradio's own cache rewrites a returned PIL image's file in place when the same image comes back (the same seed
+    and settings again, or the temperature's release event and the button running one after the other); a browser
+    still fetching the file then gets a truncated one and shows a broken image. A file here never changes once
+    it exists, and Gradio serves a file already inside its cache folder as it is.
+    """
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, staging = tempfile.mkstemp(dir=folder, prefix=".png-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(staging, path)
+    return path
+
+
 def _handler(fn: Callable[..., Output]) -> Callable[..., tuple[Any, str]]:
-    """Wrap a backend method: its output as gallery items and a note; a bad input as a message in the note (the
-    gallery keeps what it showed), so that the page says what was wrong and the server keeps serving."""
+    """Wrap a backend method: its output as gallery items (PNG files, see :func:`png_file`) and a note; a bad input
+    as a message in the note (the gallery keeps what it showed), so that the page says what was wrong and the server
+    keeps serving."""
 
     def handle(*args: Any) -> tuple[Any, str]:
         try:
@@ -52,7 +81,9 @@ def _handler(fn: Callable[..., Output]) -> Callable[..., tuple[Any, str]]:
             return gr.skip(), f"**Input error:** {e}"
         stages = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in out.seconds.items())
         timing = f"\n\n{len(out.images)} images; {stages}." if stages else ""
-        return list(zip(out.images, out.captions, strict=True)), out.note + timing
+        folder = Path(get_upload_folder()) / "net2net"  # inside Gradio's cache: served as is, aged by delete_cache
+        files = [str(png_file(image, folder)) for image in out.images]
+        return list(zip(files, out.captions, strict=True)), out.note + timing
 
     handle.__name__ = fn.__name__
     return handle

@@ -53,13 +53,28 @@ def offline_page(url: str, width: int = 1280, height: int = 1000) -> Iterator[An
 
 
 def gallery_sources(page: Any, tab: str, n: int, previous: list[str] | None = None, timeout: float = 60) -> list[str]:
-    """The URLs of the ``n`` images of ``tab``'s gallery once all are loaded (and none is among ``previous``)."""
+    """The URLs of the ``n`` images of ``tab``'s gallery once all are loaded (and none is among ``previous``).
+
+    Raises:
+        TimeoutError: not so within ``timeout`` seconds; it says what the gallery shows and what the note says.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     old = list(previous or [])
-    page.wait_for_function(
-        "([sel, n, old]) => { const imgs = [...document.querySelectorAll(sel)];"
-        " return imgs.length === n && imgs.every(i => !old.includes(i.src) && i.complete && i.naturalWidth > 0); }",
-        arg=[f"#{tab}-gallery img", n, old], timeout=timeout * 1000, polling=10)  # fmt: skip
-    return page.eval_on_selector_all(f"#{tab}-gallery img", "els => els.map(e => e.src)")
+    sel = f"#{tab}-gallery img"
+    try:
+        page.wait_for_function(
+            "([sel, n, old]) => { const imgs = [...document.querySelectorAll(sel)];"
+            " return imgs.length === n && imgs.every(i => !old.includes(i.src) && i.complete && i.naturalWidth > 0); }",
+            arg=[sel, n, old], timeout=timeout * 1000, polling=10)  # fmt: skip
+    except PlaywrightTimeout:
+        state = page.eval_on_selector_all(sel, "els => els.map(e => [e.src, e.complete, e.naturalWidth])")
+        kept = sum(src in old for src, _, _ in state)
+        note = page.inner_text(f"#{tab}-note") if page.query_selector(f"#{tab}-note") else ""
+        raise TimeoutError(f"the {tab} gallery did not show {n} new loaded images within {timeout:g} s: it shows "
+                           f"{len(state)} ({kept} of them already shown before, "
+                           f"{sum(not c or w == 0 for _, c, w in state)} not loaded); the note says {note!r}") from None
+    return page.eval_on_selector_all(sel, "els => els.map(e => e.src)")
 
 
 def time_generate(page: Any, n: int, seed: int) -> float:
