@@ -55,6 +55,13 @@ class BigGANTarget(nn.Module):
         vae: the dequantisation VAE (needed to draw ``ĥ``; ``decode`` works without it).
         truncation: truncation used by :meth:`decode` and, by default, :meth:`synthetic_pairs`.
 
+    Attributes:
+        z_dim: dimension of the noise part z̃.
+        embed_dim: dimension of the class-embedding part ĥ.
+        dim: dimension of ``z_tgt``, ``z_dim + embed_dim``.
+        image_size: side of the generated images.
+        num_classes: classes the generator draws.
+
     Example:
         >>> cfg = BigGANConfig(output_dim=16, z_dim=4, class_embed_dim=6, channel_width=4, num_classes=3,
         ...                    layers=[(True, 2, 1), (True, 1, 1)], attention_layer_position=None)
@@ -76,6 +83,10 @@ class BigGANTarget(nn.Module):
         self.biggan = biggan
         self.vae = vae
         self.truncation = check_truncation(truncation, "BigGANTarget")
+        cfg: BigGANConfig = biggan.config  # the dimensions are the generator's: z_tgt = [z̃ (z_dim), ĥ (embed_dim)]
+        self.z_dim, self.embed_dim = cfg.z_dim, cfg.class_embed_dim
+        self.dim = self.z_dim + self.embed_dim
+        self.image_size, self.num_classes = cfg.output_dim, cfg.num_classes
         self.requires_grad_(False)
         super().train(False)
 
@@ -90,34 +101,6 @@ class BigGANTarget(nn.Module):
                 "generators); draw training pairs with synthetic_pairs() instead"
             )
         return super().__getattr__(name)
-
-    # -- dimensions -----------------------------------------------------------------------------------------------
-    @property
-    def config(self) -> BigGANConfig:
-        return self.biggan.config
-
-    @property
-    def z_dim(self) -> int:
-        """Dimension of the noise part z̃."""
-        return self.config.z_dim
-
-    @property
-    def embed_dim(self) -> int:
-        """Dimension of the class-embedding part ĥ."""
-        return self.config.class_embed_dim
-
-    @property
-    def dim(self) -> int:
-        """Dimension of ``z_tgt``, ``z_dim + embed_dim``."""
-        return self.z_dim + self.embed_dim
-
-    @property
-    def image_size(self) -> int:
-        return self.config.output_dim
-
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
 
     def extra_repr(self) -> str:
         return (
