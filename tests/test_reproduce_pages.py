@@ -111,23 +111,35 @@ def test_settings_base_checks_its_minimums() -> None:
     check_ints(DiagnosisSettings(), {"seed": 0, "steps": 6000})  # at the minimum: accepted
 
 
-def test_fashion_settings_minimums_are_shared_by_its_subclasses() -> None:
-    from net2net.reproduce.diagnosis import DiagnosisSettings
-    from net2net.reproduce.exemplar import ExemplarSettings
-    from net2net.reproduce.experiment import FashionSettings
-    from net2net.reproduce.inpaint import InpaintSettings
+def test_every_int_field_of_every_settings_is_checked() -> None:
+    """A field typed int must be an int >= 1 (``seed`` >= 0) unless the class's MINIMUMS say otherwise; the
+    exceptions of FashionSettings hold in its subclasses."""
+    import dataclasses
+    import importlib
 
-    shared = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2}
-    assert dict(FashionSettings.MINIMUMS) == shared
-    with pytest.raises(ValueError, match=r"FashionSettings.samples must be an int >= 2, got 1"):
-        FashionSettings(samples=1)
-    own = {DiagnosisSettings: {"seed": 0}, ExemplarSettings: {"class_samples": 2, "exemplars": 2, "seed": 0},
-           InpaintSettings: {"resize": 16}}  # fmt: skip
-    for cls, extra in own.items():
-        assert dict(cls.MINIMUMS) == {**shared, **extra}, cls.__name__
-        for name, minimum in shared.items():
-            with pytest.raises(ValueError, match=rf"{cls.__name__}.{name} must be an int >= {minimum}"):
-                cls(**{name: minimum - 1})
+    from net2net.reproduce.experiment import FashionSettings, Settings
+
+    for name in ("diagnosis", "disentangle", "exemplar", "inpaint", "superres", "translators", "unpaired"):
+        importlib.import_module(f"net2net.reproduce.{name}")
+    classes, todo = [], [Settings]
+    while todo:
+        classes += (subs := todo.pop().__subclasses__())
+        todo += subs
+    assert len(classes) == 8, classes  # FashionSettings and the seven experiments'
+    assert dict(FashionSettings.MINIMUMS) == {"samples": 2}
+    checked = 0
+    for cls in classes:
+        if issubclass(cls, FashionSettings):
+            assert cls.MINIMUMS["samples"] == 2, cls.__name__
+        for field in dataclasses.fields(cls):
+            if field.type == "int":
+                minimum = cls.MINIMUMS.get(field.name, 0 if field.name == "seed" else 1)
+                with pytest.raises(ValueError, match=rf"{cls.__name__}.{field.name} must be an int >= {minimum}, "):
+                    cls(**{field.name: minimum - 1})
+                with pytest.raises(ValueError, match=rf"{cls.__name__}.{field.name} must be an int"):
+                    cls(**{field.name: 2.5})
+                checked += 1
+    assert checked >= 40
 
 
 def test_settings_maximums_bound_the_fashion_mnist_sizes() -> None:

@@ -159,15 +159,33 @@ def _config(steps: int = 4, every: int = 2) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _refused(tmp_path: Path, overrides: list[str], message: str) -> None:
+    """Training the tiny config with ``overrides`` fails with a ConfigError matching ``message`` before any step."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(_config()))
+    with pytest.raises(ConfigError, match=message):
+        train_from_config([cfg], overrides, log_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# (override with a misspelt key, what the message names as unknown, the key it suggests)
+TYPOS = [("lightnin.trainer.max_steps=5", r"lightnin: unknown top-level key", "lightning"),
+         ("modle.params.x=1", r"modle: unknown top-level key", "model"),
+         ("model.parms.x=1", r"model: unknown key\(s\) 'parms'", "params"),
+         ("lightning.trainer.max_step=5", r"lightning.trainer.max_step: .*", "max_steps"),
+         ("lightning.callback.x=1", r"lightning.callback: unknown key", "callbacks"),
+         ("model.params.flow_config.params.n_blcks=2", r"'n_blcks'", "n_blocks")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("override", "unknown", "suggestion"), TYPOS)
+def test_config_typos_are_refused_with_a_suggestion(tmp_path: Path, override: str, unknown: str,
+                                                     suggestion: str) -> None:  # fmt: skip
+    _refused(tmp_path, [override], rf"{unknown} \(did you mean '{suggestion}'\?\)")
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["lightnin.trainer.max_steps=5"], r"lightnin: unknown top-level key \(did you mean 'lightning'\?\)"),
-        (["modle.params.x=1"], r"modle: unknown top-level key \(did you mean 'model'\?\)"),
-        (["model.parms.x=1"], r"model: unknown key\(s\) 'parms' \(did you mean 'params'\?\)"),
-        (["lightning.trainer.max_step=5"], r"lightning.trainer.max_step: .*did you mean 'max_steps'"),
-        (["lightning.callback.x=1"], r"lightning.callback: unknown key \(did you mean 'callbacks'\?\)"),
-        (["model.params.flow_config.params.n_blcks=2"], r"'n_blcks' \(did you mean 'n_blocks'\?\)"),
         (["lightning.trainer.max_steps=2.5"], r"lightning.trainer.max_steps: expected an int >= 1 .*got 2.5"),
         (["lightning.trainer.max_steps=-5"], r"lightning.trainer.max_steps: expected an int"),
         (["model.params.optim.max_lr='0.001'"], r"optim.max_lr: expected a finite number >= 0, got '0.001'"),
@@ -176,12 +194,8 @@ def _config(steps: int = 4, every: int = 2) -> dict[str, Any]:
         (["seed=true"], r"seed: expected an int"),
     ],
 )
-def test_config_typos_and_bad_values(tmp_path: Path, overrides: list[str], message: str) -> None:
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(_config()))
-    with pytest.raises(ConfigError, match=message):
-        train_from_config([cfg], overrides, log_dir=tmp_path / "run")
-    assert not (tmp_path / "run" / "checkpoints").exists()
+def test_config_bad_values_are_refused(tmp_path: Path, overrides: list[str], message: str) -> None:
+    _refused(tmp_path, overrides, message)
 
 
 def test_flow_dim_must_match_the_target_expert(tmp_path: Path) -> None:

@@ -19,10 +19,9 @@ the MLP regresses to a mean image per class (FID far worse, no diversity) while 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -75,8 +74,6 @@ class DiagnosisSettings(FashionSettings):
 
     prior_steps: int | None = None
     seed: int = 0
-
-    MINIMUMS: ClassVar[Mapping[str, int]] = {**FashionSettings.MINIMUMS, "seed": 0}
 
 
 QUICK = DiagnosisSettings(train_images=10000, steps=1500, test_images=1000)

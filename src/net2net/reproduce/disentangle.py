@@ -93,8 +93,7 @@ class DisentangleSettings(Settings):
     crop_scale: tuple[float, float] = (0.5, 1.0)
     seed: int = 0
 
-    MINIMUMS: ClassVar[Mapping[str, int]] = {"steps": 1, "batch_size": 1, "train_images": 1, "test_images": 20,
-                                             "samples": 2}  # fmt: skip
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"test_images": 20, "samples": 2}
 
     def check(self) -> None:
         strength = self.tps_strength

@@ -84,7 +84,7 @@ class ExemplarSettings(FashionSettings):
     seed: int = 0
 
     # samples, class_samples, exemplars >= 2: the pairwise measures need pairs
-    MINIMUMS: ClassVar[Mapping[str, int]] = {**FashionSettings.MINIMUMS, "class_samples": 2, "exemplars": 2, "seed": 0}
+    MINIMUMS: ClassVar[Mapping[str, int]] = {**FashionSettings.MINIMUMS, "class_samples": 2, "exemplars": 2}
 
     def check(self) -> None:
         if self.exemplars > self.test_images:

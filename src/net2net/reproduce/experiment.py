@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -85,16 +85,18 @@ def check_ints(settings: object, minimums: Mapping[str, int]) -> None:
 class Settings:
     """Base of an experiment's sizes: a frozen dataclass whose fields are written to the page's JSON.
 
-    A subclass declares its fields (``seed`` among them), :attr:`MINIMUMS` (int fields and their smallest
-    allowed value), :attr:`MAXIMUMS` (fields and their largest allowed value, e.g. :data:`FASHION_MNIST_SIZES`),
-    both checked on creation, and, where it needs more, :meth:`check`.
+    A subclass declares its fields (``seed`` among them), :attr:`MINIMUMS` (the smallest allowed value of an int
+    field where it is not 1: every field typed ``int`` must be an int >= 1, ``seed`` >= 0), :attr:`MAXIMUMS`
+    (fields and their largest allowed value, e.g. :data:`FASHION_MNIST_SIZES`), both checked on creation, and,
+    where it needs more, :meth:`check`.
     """
 
     MINIMUMS: ClassVar[Mapping[str, int]] = {}
     MAXIMUMS: ClassVar[Mapping[str, int]] = {}
 
     def __post_init__(self) -> None:
-        check_ints(self, self.MINIMUMS)
+        ints = {f.name: 0 if f.name == "seed" else 1 for f in fields(self) if f.type in ("int", int)}
+        check_ints(self, {**ints, **self.MINIMUMS})
         for name, most in self.MAXIMUMS.items():
             if getattr(self, name) > most:
                 raise ValueError(f"{type(self).__name__}.{name} must be <= {most}, got {getattr(self, name)!r}")
@@ -122,7 +124,7 @@ class FashionSettings(Settings):
     test_images: int = 2000
     samples: int = 8
 
-    MINIMUMS: ClassVar[Mapping[str, int]] = {"train_images": 1, "steps": 1, "test_images": 1, "samples": 2}
+    MINIMUMS: ClassVar[Mapping[str, int]] = {"samples": 2}
 
 
 S = TypeVar("S", bound=Settings)

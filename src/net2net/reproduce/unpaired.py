@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -104,9 +104,6 @@ class UnpairedSettings(Settings):
     classifier_images: int = 2000
     classifier_steps: int = 600
     seed: int = 0
-
-    MINIMUMS: ClassVar[Mapping[str, int]] = {"max_per_domain": 1, "steps": 1, "classifier_images": 1,
-                                             "classifier_steps": 1}  # fmt: skip
 
     def check(self) -> None:
         if not 2 * _GROUP <= self.test_per_domain <= 359:
