@@ -69,10 +69,24 @@ def test_every_command_is_built_from_the_table_with_its_handler_and_help() -> No
     for name, (func, _, description) in cli._COMMANDS.items():
         command = sub.choices[name]
         assert command.get_default("func") is func, name
-        assert command.description == description, name
+        assert command.description == (cli._reproduce_description() if name == "reproduce" else description), name
         assert command.prog == f"{parser.prog} {name}"
     assert sub.choices["evaluate"].description is None  # a command without a description shows only its help
     assert cli._COMMANDS["demo"][0] is cli._demo and cli._COMMANDS["evaluate-autoencoder"][0] is cli._evaluate_autoencoder
+
+
+def test_reproduce_help_and_the_serve_page_name_every_experiment_with_its_time(capsys) -> None:
+    from net2net.reproduce import ABOUT, EXPERIMENTS
+    from net2net.serve.discovery import TABS
+
+    assert list(EXPERIMENTS) == list(ABOUT) and len(ABOUT) == 8
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, (_, minutes) in ABOUT.items():
+        assert f"{name}: " in text and f"~{minutes:g} min" in text, name
+    for tab in ("exemplar", "diagnosis", "unpaired", "superres"):  # the page says how to make a missing tab's run
+        assert TABS[tab][1] == f"net2net reproduce {tab} --quick  (about {ABOUT[tab][1]:g} min)"
 
 
 def test_console_script_is_installed() -> None:

@@ -289,6 +289,17 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce_description() -> str:
+    from .reproduce import ABOUT  # no torch import: the experiments load when they run
+
+    experiments = "; ".join(f"{name}: {what}, ~{minutes:g} min" for name, (what, minutes) in ABOUT.items())
+    return ("Train what is missing (runs are kept under $NET2NET_CACHE/runs/reproduce, NET2NET_CACHE defaulting to "
+            "~/.cache/net2net, keyed by config and weights, and reused), evaluate, and write the results page NAME.md "
+            "with its table and PNG figures. The experiments, with the minutes of a --quick run with an empty cache "
+            f"on 2 cores (without --quick: hours): {experiments}. all: every one in turn, then the compute report "
+            "compute.md.")  # fmt: skip
+
+
 def _runs(args: argparse.Namespace) -> int:
     from .training.runs import format_table, list_runs, runs_dir
 
@@ -541,13 +552,8 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str | None]
     ),
     "reproduce": (
         _reproduce,
-        "run one of the paper's experiments (diagnosis, text2image) or all, and write docs/results/NAME.md",
-        "Train what is missing (runs are kept under $NET2NET_CACHE/runs/reproduce, NET2NET_CACHE "
-        "defaulting to ~/.cache/net2net, keyed by config and weights, and reused), evaluate, and write the results "
-        "page NAME.md with its table and PNG figures. diagnosis: early/middle/last layer of the "
-        "Fashion-MNIST classifier -> autoencoder, cINN against the deterministic MLP translator (domain FID, "
-        "diversity, class accuracy, information per layer); ~25 min with --quick on 2 cores, several hours "
-        "without. text2image: the main job evaluated (accuracy on held-out phrasings, diversity, domain FID).",
+        "run one of the paper's experiments (or all) and write its results page docs/results/NAME.md",
+        None,  # set in build_parser from net2net.reproduce.ABOUT (_reproduce_description)
     ),
     "encode": (
         _encode,
@@ -639,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .reproduce import EXPERIMENTS  # no torch import: the experiments load when they run
 
     reproduce = commands["reproduce"]
+    reproduce.description = _reproduce_description()
     reproduce.add_argument("name", choices=[*EXPERIMENTS, "all"])
     reproduce.add_argument("--quick", action="store_true", help="smaller data and fewer steps")
     reproduce.add_argument("--out", default="docs/results", help="folder of the results pages (default: %(default)s)")

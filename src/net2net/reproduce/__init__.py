@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXPERIMENTS", "reproduce", "write_compute_page"]
+__all__ = ["ABOUT", "EXPERIMENTS", "quick_command", "reproduce", "write_compute_page"]
 
 
 def _lazy(name: str) -> Callable[[Path, bool], dict[str, Any]]:
@@ -37,11 +37,26 @@ def _lazy(name: str) -> Callable[[Path, bool], dict[str, Any]]:
     return run
 
 
-# in the order of the issue; "all" runs them in this order (exemplar reuses diagnosis's last-layer cINN)
-EXPERIMENTS: dict[str, Callable[[Path, bool], dict[str, Any]]] = {
-    name: _lazy(name)
-    for name in ("diagnosis", "text2image", "superres", "exemplar", "unpaired", "disentangle", "inpaint", "translators")
-}
+# name -> (what it reproduces, minutes of its `--quick` run with an empty cache on a 2-core machine, measured in
+# docs/results/README.md); the CLI's help and the serve page's "make it with" notes read it. In the order of the
+# issue; "all" runs them in this order (exemplar reuses diagnosis's last-layer cINN).
+ABOUT: dict[str, tuple[str, float]] = {
+    "diagnosis": ("classifier layers -> autoencoder, the cINN against the MLP translator, information per layer "
+                  "(Fig. 5)", 24),
+    "text2image": ("Sentence-BERT -> autoencoder: the main job's run, evaluated on held-out phrasings (Sec. 4.1)", 4),
+    "superres": ("14 px -> 28 px autoencoder, and 16 px faces -> the DCGAN face generator (Fig. 4)", 8),
+    "exemplar": ("classifier logits / argmax -> autoencoder, exemplar-guided synthesis (Fig. S5, S6)", 5),
+    "unpaired": ("domain label -> the autoencoder of three domains, unpaired transfer (Sec. D)", 4),
+    "disentangle": ("shape and appearance without labels (Sec. C, Fig. S1)", 4),
+    "inpaint": ("EfficientNet-Lite0 features of a masked image -> autoencoder", 5),
+    "translators": ("the cINN against the MLP, a spline flow, flow matching and linear-Gaussian on three tasks", 26),
+}  # fmt: skip
+EXPERIMENTS: dict[str, Callable[[Path, bool], dict[str, Any]]] = {name: _lazy(name) for name in ABOUT}
+
+
+def quick_command(name: str) -> str:
+    """The command that makes experiment ``name``'s runs and page, with its measured time."""
+    return f"net2net reproduce {name} --quick  (about {ABOUT[name][1]:g} min)"
 
 
 def reproduce(name: str, out_dir: str | Path = "docs/results", quick: bool = False) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from ..reproduce import quick_command
 from ..training.runs import resolve_run, runs_dir
 
 __all__ = ["LAYER_NAMES", "TABS", "RunInfo", "classify_run", "find_runs", "main_job_run"]
@@ -25,12 +26,10 @@ log = logging.getLogger(__name__)
 
 # tab -> (title, the command that makes its run, about how long that takes on 2 cores)
 TABS: dict[str, tuple[str, str]] = {
-    "text": ("Text → image", "net2net demo  (about 10 min on 2 idle cores)"),
-    "exemplar": ("Exemplar-guided synthesis", "net2net reproduce exemplar --quick  (about 5 min)"),
-    "diagnosis": ("Layer diagnosis", "net2net reproduce diagnosis --quick  (about 25 min)"),
-    "unpaired": ("Unpaired transfer", "net2net reproduce unpaired --quick  (about 5 min)"),
-    "superres": ("Super-resolution", "net2net reproduce superres --quick  (about 8 min)"),
-}
+    "text": ("Text → image", "net2net demo  (about 8 min on 2 idle cores)"),
+    **{tab: (title, quick_command(tab)) for tab, title in [("exemplar", "Exemplar-guided synthesis"),
+       ("diagnosis", "Layer diagnosis"), ("unpaired", "Unpaired transfer"), ("superres", "Super-resolution")]},
+}  # fmt: skip
 # classifier module -> the diagnosis experiment's name for it (net2net.reproduce.diagnosis.LAYERS, inverted)
 LAYER_NAMES: dict[str, str] = {"stage1": "early", "stage3": "middle", "fc": "last"}
 
