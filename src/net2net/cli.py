@@ -295,9 +295,9 @@ def _reproduce_description() -> str:
     experiments = "; ".join(f"{name}: {what}, ~{minutes:g} min" for name, (what, minutes) in ABOUT.items())
     return ("Train what is missing (runs are kept under $NET2NET_CACHE/runs/reproduce, NET2NET_CACHE defaulting to "
             "~/.cache/net2net, keyed by config and weights, and reused), evaluate, and write the results page NAME.md "
-            "with its table and PNG figures. The experiments, with the minutes of a --quick run with an empty cache "
-            f"on 2 cores (without --quick: hours): {experiments}. all: every one in turn, then the compute report "
-            "compute.md.")  # fmt: skip
+            "with its table and PNG figures. The experiments, with the minutes of a --quick run on 2 cores (empty "
+            "cache; exemplar after diagnosis, whose last-layer cINN it reuses; without --quick: hours): "
+            f"{experiments}. all: every one in turn, then the compute report compute.md.")  # fmt: skip
 
 
 def _runs(args: argparse.Namespace) -> int:

@@ -37,9 +37,9 @@ def _lazy(name: str) -> Callable[[Path, bool], dict[str, Any]]:
     return run
 
 
-# name -> (what it reproduces, minutes of its `--quick` run with an empty cache on a 2-core machine, measured in
-# docs/results/README.md); the CLI's help and the serve page's "make it with" notes read it. In the order of the
-# issue; "all" runs them in this order (exemplar reuses diagnosis's last-layer cINN).
+# name -> (what it reproduces, minutes of its `--quick` run on a 2-core machine as measured in docs/results/README.md:
+# empty cache, but exemplar after diagnosis, whose last-layer cINN it reuses); the CLI's help and the serve page's
+# "make it with" notes read it. In the order of the issue; "all" runs them in this order.
 ABOUT: dict[str, tuple[str, float]] = {
     "diagnosis": ("classifier layers -> autoencoder, the cINN against the MLP translator, information per layer "
                   "(Fig. 5)", 24),
