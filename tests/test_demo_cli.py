@@ -118,3 +118,27 @@ def test_demo_threads_follow_the_load_unless_told(monkeypatch) -> None:
             choose_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_training_warns_on_a_busy_machine_without_switching(monkeypatch, caplog) -> None:
+    import os
+
+    import torch
+
+    from net2net.training.threads import warn_if_busy
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+        with caplog.at_level("WARNING", logger="net2net.training.threads"):
+            warn_if_busy()
+        assert caplog.records == []  # idle: nothing to say
+        monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+        with caplog.at_level("WARNING", logger="net2net.training.threads"):
+            warn_if_busy()
+        assert "load average 6.0 on 2 cores) and PyTorch uses 2 threads" in caplog.text
+        assert "--threads 1" in caplog.text and torch.get_num_threads() == 2  # said, not switched
+    finally:
+        torch.set_num_threads(before)

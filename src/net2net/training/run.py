@@ -73,7 +73,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..config import ConfigError, instantiate, load_config, nearest
 from ..io import atomic_path
 from .callbacks import StepTimer
-from .threads import _busy, _load_average
+from .threads import warn_if_busy
 
 __all__ = [
     "DEFAULT_CALLBACKS",
@@ -376,14 +376,6 @@ class ProgressLog(L.Callback):
             self._t_last, self._step_last = now, trainer.global_step
 
 
-def _warn_if_busy() -> None:
-    """Warn when the machine's load leaves PyTorch's threads fewer cores than it uses (it then slows down a lot)."""
-    threads, load = torch.get_num_threads(), _load_average()
-    if _busy(threads, load):
-        log.warning("the machine is busy (load average %.1f on %d cores) and PyTorch uses %d threads: they may slow "
-                    "each other down; try `net2net train --threads 1`", load, os.cpu_count() or 1, threads)  # fmt: skip
-
-
 def _check_dims(model: Any, data: Any) -> None:
     """The flow's ``dim`` must be the target expert's code size (before any encoding starts)."""
     net = getattr(model, "tau", None) or getattr(model, "translator", None)
@@ -522,7 +514,7 @@ def _train(cfg: DictConfig, log_dir: Path, seed: int, trainer_kwargs: dict[str, 
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"lightning.trainer: {e}") from e
-    _warn_if_busy()
+    warn_if_busy()
 
     start = time.perf_counter()
     with warnings.catch_warnings():

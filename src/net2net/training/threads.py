@@ -11,7 +11,7 @@ import os
 
 import torch
 
-__all__ = ["choose_threads"]
+__all__ = ["choose_threads", "warn_if_busy"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,15 @@ def choose_threads(requested: int | None = None) -> int:
                     load, os.cpu_count() or 1, torch.get_num_threads())  # fmt: skip
         torch.set_num_threads(1)
     return torch.get_num_threads()
+
+
+def warn_if_busy() -> None:
+    """Warn when the machine's load leaves PyTorch's threads fewer cores than they use (they then slow down a lot);
+    ``net2net train`` warns rather than switching, as :func:`choose_threads` does for the commands."""
+    threads, load = torch.get_num_threads(), _load_average()
+    if _busy(threads, load):
+        log.warning("the machine is busy (load average %.1f on %d cores) and PyTorch uses %d threads: they may slow "
+                    "each other down; try `net2net train --threads 1`", load, os.cpu_count() or 1, threads)  # fmt: skip
 
 
 def _load_average() -> float | None:
