@@ -358,6 +358,9 @@ def test_check_sampling_is_the_one_check_of_every_sample_method() -> None:
     for t in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match=rf"temperature must be a finite non-negative number, got {t}"):
             check_sampling(2, t)
+    for t, kind in (("1", "str"), (None, "NoneType"), ([1.0], "list")):
+        with pytest.raises(TypeError, match=rf"^temperature must be a number, got {kind}$"):
+            check_sampling(2, t)
     # the flows, the translators' base sampler and the MLP's all refuse the same arguments the same way
     torch.manual_seed(0)
     tau = ConditionalINN(dim=4, cond_dim=3, n_blocks=1, hidden_dim=8, embedding_dim=2)

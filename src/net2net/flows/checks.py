@@ -60,7 +60,11 @@ def check_sampling(n_samples: Any, temperature: Any) -> None:
         >>> check_sampling(4, 0.7)
     """
     check_int("n_samples", n_samples)
-    if not (temperature >= 0 and math.isfinite(temperature)):
+    try:
+        ok = temperature >= 0 and math.isfinite(temperature)
+    except TypeError:  # a string, None, a list, ...: not comparable with a number
+        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}") from None
+    if not ok:
         raise ValueError(f"temperature must be a finite non-negative number, got {temperature}")
 
 
